@@ -1,0 +1,116 @@
+"""IoU, anchor matching and SSD box coding, vectorised with numpy (no Python loop over boxes).
+
+Matching follows the SSD paper (section 2.2 "Matching strategy"): every ground-truth box keeps the
+default box it overlaps best, and every other default box is matched to the ground truth it overlaps
+most when that IoU exceeds ``match_threshold``. Coding follows the paper's equation 2 with the usual
+variances ``prior_scaling = [0.1, 0.2]`` for centre and size.
+Boxes are float32 ``[ymin, xmin, ymax, xmax]`` (corners) or ``[cy, cx, h, w]`` (centres), in [0, 1].
+"""
+import numpy as np
+
+BACKGROUND = 0
+LOG_CLAMP = 1e-6
+
+
+def box_area(boxes):
+    """Area of corner boxes (zero for inverted boxes); np.maximum, as np.clip costs microseconds per call."""
+    return np.maximum(boxes[..., 2] - boxes[..., 0], 0) * np.maximum(boxes[..., 3] - boxes[..., 1], 0)
+
+
+def iou(boxes_a, boxes_b):
+    """IoU matrix [K, N] between corner boxes [K, 4] and [N, 4]."""
+    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    size = np.clip(bottom_right - top_left, 0, None)
+    inter = size[..., 0] * size[..., 1]
+    union = box_area(boxes_a)[:, None] + box_area(boxes_b)[None, :] - inter
+    return inter / np.maximum(union, 1e-12)
+
+
+def match(gt_boxes, anchors_yxyx, threshold, anchor_columns=None):
+    """Index of the matched ground truth for each anchor, -1 where unmatched (background).
+
+    Works on contiguous coordinate columns ([K, 1] against [N]) because numpy broadcasts those far
+    faster than [K, 1, 2] against [1, N, 2]. ``anchor_columns`` (from :func:`anchor_columns`) may be
+    passed precomputed, as it is the same for every image.
+    """
+    count = len(gt_boxes)
+    if count == 0:
+        return np.full(len(anchors_yxyx), -1, dtype=np.int64)
+    ymin, xmin, ymax, xmax, areas = anchor_columns or globals()["anchor_columns"](anchors_yxyx)
+    gt = gt_boxes.T[:, :, None]
+    height = np.minimum(gt[2], ymax)
+    height -= np.maximum(gt[0], ymin)
+    width = np.minimum(gt[3], xmax)
+    width -= np.maximum(gt[1], xmin)
+    np.maximum(height, 0, out=height)
+    np.maximum(width, 0, out=width)
+    inter = np.multiply(height, width, out=height)
+    union = box_area(gt_boxes)[:, None] + areas
+    union -= inter
+    overlaps = np.divide(inter, union, out=inter)
+    matched = np.full(overlaps.shape[1], -1, dtype=np.int64)
+    # argmax over axis 0 is slow in numpy; take it only over the few anchors above the threshold.
+    above = np.flatnonzero(overlaps.max(axis=0) > threshold)
+    matched[above] = overlaps[:, above].argmax(axis=0)
+    matched[overlaps.argmax(axis=1)] = np.arange(count)
+    return matched
+
+
+def anchor_columns(anchors_yxyx):
+    """Contiguous (ymin, xmin, ymax, xmax, area) columns of corner anchors, for :func:`match`."""
+    columns = [np.ascontiguousarray(anchors_yxyx[:, i]) for i in range(4)]
+    return tuple(columns) + (box_area(anchors_yxyx),)
+
+
+def corners_to_centres(boxes):
+    """(ymin, xmin, ymax, xmax) -> (cy, cx, h, w)."""
+    return np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+
+def encode(gt_yxyx, anchors_yxhw, prior_scaling):
+    """Regression targets of matched corner boxes against their anchors (SSD paper, equation 2)."""
+    size = gt_yxyx[:, 2:] - gt_yxyx[:, :2]
+    out = np.empty((len(gt_yxyx), 4), dtype=np.float32)
+    out[:, :2] = (gt_yxyx[:, :2] + size / 2 - anchors_yxhw[:, :2]) / (anchors_yxhw[:, 2:] * prior_scaling[0])
+    out[:, 2:] = np.log(np.maximum(size / anchors_yxhw[:, 2:], LOG_CLAMP)) / prior_scaling[1]
+    return out
+
+
+def decode(loc, anchors_yxhw, prior_scaling):
+    """Inverse of :func:`encode`: regression outputs [N, 4] -> corner boxes [N, 4]."""
+    centre = loc[..., :2] * prior_scaling[0] * anchors_yxhw[..., 2:] + anchors_yxhw[..., :2]
+    size = np.exp(loc[..., 2:] * prior_scaling[1]) * anchors_yxhw[..., 2:]
+    return np.concatenate([centre - size / 2, centre + size / 2], axis=-1).astype(np.float32)
+
+
+class SsdTargetEncoder:
+    """Turns one image's boxes and labels into per-anchor training targets.
+
+    Holds the anchors and their areas so that each call does only per-image work.
+    """
+
+    def __init__(self, anchors_yxhw, anchors_yxyx, match_threshold, prior_scaling):
+        self.anchors_yxhw = np.asarray(anchors_yxhw, dtype=np.float32)
+        self.anchors_yxyx = np.asarray(anchors_yxyx, dtype=np.float32)
+        self.columns = anchor_columns(self.anchors_yxyx)
+        self.threshold = match_threshold
+        self.prior_scaling = tuple(prior_scaling)
+
+    def __call__(self, boxes, labels):
+        """-> loc float32 [N, 4] (zeros where unmatched), label int32 [N] (0 = background), num_match int32."""
+        count = len(self.anchors_yxhw)
+        loc = np.zeros((count, 4), dtype=np.float32)
+        target = np.zeros(count, dtype=np.int32)
+        matched = match(np.asarray(boxes, dtype=np.float32), self.anchors_yxyx, self.threshold, self.columns)
+        positive = np.flatnonzero(matched >= 0)
+        if len(positive):
+            gt_index = matched[positive]
+            target[positive] = np.asarray(labels, dtype=np.int32)[gt_index]
+            loc[positive] = encode(boxes[gt_index], self.anchors_yxhw[positive], self.prior_scaling)
+        return loc, target, np.int32(len(positive))
+
+
+def ssd_targets(boxes, labels, anchors_yxhw, anchors_yxyx, match_threshold, prior_scaling):
+    """Functional form of :class:`SsdTargetEncoder` for one image."""
+    return SsdTargetEncoder(anchors_yxhw, anchors_yxyx, match_threshold, prior_scaling)(boxes, labels)

@@ -1,0 +1,44 @@
+"""Training checkpoints on disk: model-zoo names (``ssd-<epoch>_<steps>.ckpt``), atomic saves,
+rotation to ``keep_checkpoint_max``, and finding the newest one to resume from."""
+import glob
+import os
+import re
+
+import mindspore as ms
+
+PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d+)_(?P<steps>\d+)\.ckpt$")
+
+
+def checkpoint_file(directory, prefix, epoch, steps_per_epoch):
+    return os.path.join(directory, "%s-%d_%d.ckpt" % (prefix, epoch, steps_per_epoch))
+
+
+def save_atomic(cell, path, append=None):
+    """Write a checkpoint under a temporary name, then rename: a killed save never looks finished."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-%d-%s" % (os.getpid(), os.path.basename(path)))
+    ms.save_checkpoint(cell, tmp, append_dict=append)
+    os.replace(tmp, path)
+    return path
+
+
+def list_checkpoints(directory, prefix):
+    """[(epoch, path)] of finished checkpoints of ``prefix`` in ``directory``, oldest first."""
+    found = []
+    for path in glob.glob(os.path.join(directory, "%s-*_*.ckpt" % prefix)):
+        match = PATTERN.match(os.path.basename(path))
+        if match and match.group("prefix") == prefix:
+            found.append((int(match.group("epoch")), path))
+    return sorted(found)
+
+
+def latest_checkpoint(directory, prefix):
+    found = list_checkpoints(directory, prefix)
+    return found[-1] if found else (0, None)
+
+
+def prune(directory, prefix, keep):
+    """Delete the oldest checkpoints beyond ``keep``."""
+    found = list_checkpoints(directory, prefix)
+    for _, path in found[:max(0, len(found) - int(keep))]:
+        os.remove(path)
