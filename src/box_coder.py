@@ -39,16 +39,17 @@ def match(gt_boxes, anchors_yxyx, threshold, anchor_columns=None):
         return np.full(len(anchors_yxyx), -1, dtype=np.int64)
     ymin, xmin, ymax, xmax, areas = anchor_columns or globals()["anchor_columns"](anchors_yxyx)
     gt = gt_boxes.T[:, :, None]
-    height = np.minimum(gt[2], ymax)
-    height -= np.maximum(gt[0], ymin)
+    overlaps = np.minimum(gt[2], ymax)
+    overlaps -= np.maximum(gt[0], ymin)
     width = np.minimum(gt[3], xmax)
     width -= np.maximum(gt[1], xmin)
-    np.maximum(height, 0, out=height)
+    np.maximum(overlaps, 0, out=overlaps)
     np.maximum(width, 0, out=width)
-    inter = np.multiply(height, width, out=height)
-    union = box_area(gt_boxes)[:, None] + areas
-    union -= inter
-    overlaps = np.divide(inter, union, out=inter)
+    overlaps *= width
+    gt_area = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])
+    union = np.add(gt_area[:, None], areas, out=width)
+    union -= overlaps
+    overlaps /= union
     matched = np.full(overlaps.shape[1], -1, dtype=np.int64)
     # argmax over axis 0 is slow in numpy; take it only over the few anchors above the threshold.
     above = np.flatnonzero(overlaps.max(axis=0) > threshold)

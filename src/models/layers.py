@@ -3,43 +3,487 @@
 Every block exists in two formulations that hold the same parameters (names, shapes, meaning), so a
 checkpoint written by one loads into the other and into the MindSpore model zoo's SSD:
 
-* plain: the MindSpore ``Conv2D`` primitive, as the model zoo builds it (right for Ascend and GPU);
-* fast (CPU): MindSpore 2.10's CPU ``Conv2D`` runs every 3x3 convolution through oneDNN's reference
-  kernel (about 3 s for one 96-channel depthwise layer at 150x150, batch 8). Here depthwise 3x3
-  convolutions run in a small C++ kernel (forward and both gradients, compiled once per machine into
-  a cache and called through ``ops.Custom``), and the dense 3x3 stem becomes an im2col made by that
-  kernel followed by a 1x1 convolution, which oneDNN runs as a fast matrix product.
+* plain (``fast=False``): NCHW tensors and MindSpore's Conv2D/BatchNorm primitives, as the model zoo
+  builds them; right for Ascend and GPU.
+* fast (``fast=True``, CPU): MindSpore 2.10's CPU Conv2D runs every 3x3 convolution through oneDNN's
+  reference kernel (about 3 s for one 96-channel depthwise layer at 150x150, batch 8), and its
+  BatchNorm + ReLU6 pair makes five passes over memory. The fast formulation keeps tensors channels
+  last (NHWC) so that every 1x1 convolution is one large matrix product (oneDNN's fast path), and
+  runs the 3x3 depthwise convolutions, the stem's im2col and training-mode BatchNorm (+ ReLU6) in a
+  small C++ kernel library (forward and gradients, compiled once per machine, called through
+  ``ops.Custom``).
 
 Padding is TensorFlow "same" (``pad_mode='same'``) everywhere, as in the model zoo: for stride 2 on
-an even input the extra row and column are added at the bottom and right.
+an even input the extra row and column go at the bottom and right.
 """
-import numpy as np
-import mindspore as ms
-from mindspore import nn, ops, Parameter, Tensor
-from mindspore.common.initializer import HeNormal, initializer
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
 
-from src.models.dwconv_kernel import depthwise_op
+import mindspore as ms
+from mindspore import nn, ops, Parameter
+from mindspore.common.initializer import HeNormal, initializer
 
 # BatchNorm settings of the model zoo's SSD-MobileNetV2 (eps 1e-3, moving-average momentum 0.97).
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.97
 
+LOGGER = logging.getLogger(__name__)
 
-def batch_norm(channels):
-    """BatchNorm2d with the model zoo's settings (parameters gamma, beta, moving_mean, moving_variance)."""
-    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+# NHWC float32 kernels, parallel over rows (OpenMP), vectorised over channels:
+# * DwForward{S}(x, w) -> y, DwBackwardInput{S}(dy, w, x) -> dx, DwBackwardWeight{S}(x, dy, w) -> dw:
+#   3x3 depthwise convolution with weight [C, 1, 3, 3], TF "same" padding, stride S (1 or 2);
+# * Im2Col{S}(x) -> cols [B, Ho, Wo, C*9] (column c*9 + ky*3 + kx) and its gradient Col2Im{S};
+# * BnForward{R}(x, gamma, beta) -> (y, batch mean, biased batch variance) and BnBackward{R}: training
+#   BatchNorm followed by ReLU6 (R=1) or nothing (R=0). Sums are deterministic for a thread count.
+_KERNEL_SOURCE = r"""
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+#include <omp.h>
+
+namespace {
+
+const double kEps = @EPS@;
+constexpr int64_t kBlock = 64;  // channels per register block
+
+// Shapes of a 3x3 "same" convolution on NHWC tensors: input [B, H, W, C], output [B, Ho, Wo, C].
+struct Geo {
+  int64_t B, H, W, C, Ho, Wo, pt, pl, s;
+  Geo(const int64_t *in, const int64_t *out, int64_t stride)
+      : B(in[0]), H(in[1]), W(in[2]), C(in[3]), Ho(out[1]), Wo(out[2]), s(stride) {
+    pt = std::max<int64_t>((Ho - 1) * s + 3 - H, 0) / 2;
+    pl = std::max<int64_t>((Wo - 1) * s + 3 - W, 0) / 2;
+  }
+};
+
+// Weight [C, 1, 3, 3] -> [9, C] so that the channel loop is contiguous.
+std::vector<float> TapsFirst(const float *w, int64_t C) {
+  std::vector<float> t(9 * C);
+  for (int64_t c = 0; c < C; ++c)
+    for (int k = 0; k < 9; ++k) t[k * C + c] = w[c * 9 + k];
+  return t;
+}
+
+// acc[0..n) += k[0..n) * x[0..n), n <= kBlock
+inline void Fma(float *acc, const float *k, const float *x, int64_t n) {
+#pragma omp simd
+  for (int64_t c = 0; c < n; ++c) acc[c] += k[c] * x[c];
+}
+
+void DwForward(const float *x, const float *w, float *y, const Geo &g) {
+  const std::vector<float> taps = TapsFirst(w, g.C);
+  const float *k = taps.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < g.B * g.Ho; ++row) {
+    const int64_t b = row / g.Ho, oy = row % g.Ho;
+    for (int64_t ox = 0; ox < g.Wo; ++ox) {
+      float *out = y + (row * g.Wo + ox) * g.C;
+      for (int64_t c0 = 0; c0 < g.C; c0 += kBlock) {
+        const int64_t n = std::min(kBlock, g.C - c0);
+        float acc[kBlock] = {0.f};
+        for (int ky = 0; ky < 3; ++ky) {
+          const int64_t iy = oy * g.s + ky - g.pt;
+          if (iy < 0 || iy >= g.H) continue;
+          for (int kx = 0; kx < 3; ++kx) {
+            const int64_t ix = ox * g.s + kx - g.pl;
+            if (ix < 0 || ix >= g.W) continue;
+            Fma(acc, k + (ky * 3 + kx) * g.C + c0, x + ((b * g.H + iy) * g.W + ix) * g.C + c0, n);
+          }
+        }
+        std::memcpy(out + c0, acc, n * sizeof(float));
+      }
+    }
+  }
+}
+
+void DwBackwardInput(const float *dy, const float *w, float *dx, const Geo &g) {
+  const std::vector<float> taps = TapsFirst(w, g.C);
+  const float *k = taps.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < g.B * g.H; ++row) {
+    const int64_t b = row / g.H, iy = row % g.H;
+    for (int64_t ix = 0; ix < g.W; ++ix) {
+      float *out = dx + (row * g.W + ix) * g.C;
+      for (int64_t c0 = 0; c0 < g.C; c0 += kBlock) {
+        const int64_t n = std::min(kBlock, g.C - c0);
+        float acc[kBlock] = {0.f};
+        for (int ky = 0; ky < 3; ++ky) {
+          const int64_t t = iy + g.pt - ky;
+          if (t < 0 || t % g.s != 0 || t / g.s >= g.Ho) continue;
+          for (int kx = 0; kx < 3; ++kx) {
+            const int64_t u = ix + g.pl - kx;
+            if (u < 0 || u % g.s != 0 || u / g.s >= g.Wo) continue;
+            Fma(acc, k + (ky * 3 + kx) * g.C + c0, dy + ((b * g.Ho + t / g.s) * g.Wo + u / g.s) * g.C + c0, n);
+          }
+        }
+        std::memcpy(out + c0, acc, n * sizeof(float));
+      }
+    }
+  }
+}
+
+void DwBackwardWeight(const float *x, const float *dy, float *dw, const Geo &g) {
+  const int threads = omp_get_max_threads();
+  std::vector<double> part(static_cast<size_t>(threads) * 9 * g.C, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    double *mine = part.data() + static_cast<size_t>(omp_get_thread_num()) * 9 * g.C;
+    std::vector<float> acc(9 * g.C);
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < g.B * g.Ho; ++row) {
+      const int64_t b = row / g.Ho, oy = row % g.Ho;
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t ox = 0; ox < g.Wo; ++ox) {
+        const float *gr = dy + (row * g.Wo + ox) * g.C;
+        for (int ky = 0; ky < 3; ++ky) {
+          const int64_t iy = oy * g.s + ky - g.pt;
+          if (iy < 0 || iy >= g.H) continue;
+          for (int kx = 0; kx < 3; ++kx) {
+            const int64_t ix = ox * g.s + kx - g.pl;
+            if (ix < 0 || ix >= g.W) continue;
+            float *a = acc.data() + (ky * 3 + kx) * g.C;
+            const float *in = x + ((b * g.H + iy) * g.W + ix) * g.C;
+#pragma omp simd
+            for (int64_t c = 0; c < g.C; ++c) a[c] += gr[c] * in[c];
+          }
+        }
+      }
+      for (int64_t i = 0; i < 9 * g.C; ++i) mine[i] += acc[i];
+    }
+  }
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int k = 0; k < 9; ++k) {
+      double s = 0.0;
+      for (int t = 0; t < threads; ++t) s += part[(static_cast<size_t>(t) * 9 + k) * g.C + c];
+      dw[c * 9 + k] = static_cast<float>(s);
+    }
+}
+
+// Stem: columns [B, Ho, Wo, C*9] (index c*9 + ky*3 + kx) of a 3x3 "same" window on [B, H, W, C].
+void Im2Col(const float *x, float *cols, const Geo &g) {
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < g.B * g.Ho; ++row) {
+    const int64_t b = row / g.Ho, oy = row % g.Ho;
+    for (int64_t ox = 0; ox < g.Wo; ++ox) {
+      float *out = cols + (row * g.Wo + ox) * g.C * 9;
+      for (int k = 0; k < 9; ++k) {
+        const int64_t iy = oy * g.s + k / 3 - g.pt, ix = ox * g.s + k % 3 - g.pl;
+        const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
+        const float *in = x + ((b * g.H + iy) * g.W + ix) * g.C;
+        for (int64_t c = 0; c < g.C; ++c) out[c * 9 + k] = inside ? in[c] : 0.f;
+      }
+    }
+  }
+}
+
+void Col2Im(const float *cols, float *dx, const Geo &g) {
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < g.B * g.H; ++row) {
+    const int64_t b = row / g.H, iy = row % g.H;
+    for (int64_t ix = 0; ix < g.W; ++ix) {
+      float *out = dx + (row * g.W + ix) * g.C;
+      std::fill(out, out + g.C, 0.f);
+      for (int k = 0; k < 9; ++k) {
+        const int64_t t = iy + g.pt - k / 3, u = ix + g.pl - k % 3;
+        if (t < 0 || t % g.s != 0 || t / g.s >= g.Ho || u < 0 || u % g.s != 0 || u / g.s >= g.Wo) continue;
+        const float *in = cols + ((b * g.Ho + t / g.s) * g.Wo + u / g.s) * g.C * 9;
+        for (int64_t c = 0; c < g.C; ++c) out[c] += in[c * 9 + k];
+      }
+    }
+  }
+}
+
+// Per-channel sums of f(row) over the rows of an [N, C] tensor, deterministic for a fixed thread count:
+// each thread sums a contiguous range in float blocks of 256 rows, partials added in thread order.
+template <typename F>
+void ChannelSums(int64_t N, int64_t C, double *s1, double *s2, F f) {
+  const int threads = omp_get_max_threads();
+  std::vector<double> part(static_cast<size_t>(threads) * 2 * C, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t lo = N * t / nt, hi = N * (t + 1) / nt;
+    double *p1 = part.data() + static_cast<size_t>(t) * 2 * C, *p2 = p1 + C;
+    std::vector<float> a1(C), a2(C);
+    for (int64_t r0 = lo; r0 < hi; r0 += 256) {
+      std::fill(a1.begin(), a1.end(), 0.f);
+      std::fill(a2.begin(), a2.end(), 0.f);
+      for (int64_t r = r0; r < std::min(hi, r0 + 256); ++r) f(r, a1.data(), a2.data());
+      for (int64_t c = 0; c < C; ++c) {
+        p1[c] += a1[c];
+        p2[c] += a2[c];
+      }
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    s1[c] = s2[c] = 0.0;
+    for (int t = 0; t < threads; ++t) {
+      s1[c] += part[static_cast<size_t>(t) * 2 * C + c];
+      s2[c] += part[static_cast<size_t>(t) * 2 * C + C + c];
+    }
+  }
+}
+
+template <bool R>
+void BnForward(const float *x, const float *gamma, const float *beta, float *y, float *mean, float *var,
+               int64_t N, int64_t C) {
+  std::vector<double> s1(C), s2(C);
+  const float *k = x;  // first row as shift: keeps E[x^2] - E[x]^2 accurate when |mean| >> std
+  ChannelSums(N, C, s1.data(), s2.data(), [&](int64_t r, float *a1, float *a2) {
+    const float *p = x + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float d = p[c] - k[c];
+      a1[c] += d;
+      a2[c] += d * d;
+    }
+  });
+  std::vector<float> scale(C), shift(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const double m = s1[c] / N, v = std::max(s2[c] / N - m * m, 0.0);
+    scale[c] = static_cast<float>(gamma[c] / std::sqrt(v + kEps));
+    shift[c] = static_cast<float>(beta[c] - (m + k[c]) * scale[c]);
+    mean[c] = static_cast<float>(m + k[c]);
+    var[c] = static_cast<float>(v);
+  }
+  const float *sc = scale.data(), *sh = shift.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < N; ++r) {
+    const float *p = x + r * C;
+    float *q = y + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float t = p[c] * sc[c] + sh[c];
+      q[c] = R ? std::min(std::max(t, 0.f), 6.f) : t;
+    }
+  }
+}
+
+template <bool R>
+void BnBackward(const float *dy, const float *x, const float *gamma, const float *beta, const float *mean,
+                const float *var, float *dx, float *dgamma, float *dbeta, int64_t N, int64_t C) {
+  std::vector<float> scale(C), shift(C), rstd(C);
+  for (int64_t c = 0; c < C; ++c) {
+    rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + kEps));
+    scale[c] = gamma[c] * rstd[c];
+    shift[c] = beta[c] - mean[c] * scale[c];
+  }
+  const float *sc = scale.data(), *sh = shift.data(), *m = mean;
+  std::vector<double> sg(C), sgx(C);
+  ChannelSums(N, C, sg.data(), sgx.data(), [&](int64_t r, float *a1, float *a2) {
+    const float *p = x + r * C, *g = dy + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float t = p[c] * sc[c] + sh[c];
+      const float gi = (!R || (t > 0.f && t < 6.f)) ? g[c] : 0.f;
+      a1[c] += gi;
+      a2[c] += gi * (p[c] - m[c]);
+    }
+  });
+  std::vector<float> a(C), kx(C);
+  for (int64_t c = 0; c < C; ++c) {
+    dbeta[c] = static_cast<float>(sg[c]);
+    dgamma[c] = static_cast<float>(sgx[c] * rstd[c]);
+    a[c] = static_cast<float>(-scale[c] * sg[c] / N);
+    kx[c] = static_cast<float>(-scale[c] * rstd[c] * rstd[c] * sgx[c] / N);
+  }
+  const float *pa = a.data(), *pk = kx.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < N; ++r) {
+    const float *p = x + r * C, *g = dy + r * C;
+    float *q = dx + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float t = p[c] * sc[c] + sh[c];
+      const float gi = (!R || (t > 0.f && t < 6.f)) ? g[c] : 0.f;
+      q[c] = sc[c] * gi + pa[c] + pk[c] * (p[c] - m[c]);
+    }
+  }
+}
+
+int64_t Rows(const int64_t *s, int n) {
+  int64_t r = 1;
+  for (int i = 0; i + 1 < n; ++i) r *= s[i];
+  return r;
+}
+
+}  // namespace
+
+#define F(i) static_cast<float *>(p[i])
+#define KERNEL(name) extern "C" int name(int, void **p, int *nd, int64_t **sh, const char **, void *, void *)
+
+// DwForward{S}(x, w) -> y;  DwBackwardInput{S}(dy, w, x) -> dx;  DwBackwardWeight{S}(x, dy, w) -> dw
+#define DW_EXPORT(S)                                                                  \
+  KERNEL(DwForward##S) { DwForward(F(0), F(1), F(2), Geo(sh[0], sh[2], S)); return 0; } \
+  KERNEL(DwBackwardInput##S) { DwBackwardInput(F(0), F(1), F(3), Geo(sh[2], sh[0], S)); return 0; } \
+  KERNEL(DwBackwardWeight##S) { DwBackwardWeight(F(0), F(1), F(3), Geo(sh[0], sh[1], S)); return 0; } \
+  KERNEL(Im2Col##S) { Im2Col(F(0), F(1), Geo(sh[0], sh[1], S)); return 0; }            \
+  KERNEL(Col2Im##S) { Col2Im(F(0), F(2), Geo(sh[1], sh[0], S)); return 0; }
+DW_EXPORT(1)
+DW_EXPORT(2)
+
+// BnForward{R}(x, gamma, beta) -> (y, mean, var);  BnBackward{R}(dy, x, gamma, beta, mean, var) -> (dx, dgamma, dbeta)
+#define BN_EXPORT(R)                                                                                  \
+  KERNEL(BnForward##R) {                                                                              \
+    BnForward<R>(F(0), F(1), F(2), F(3), F(4), F(5), Rows(sh[0], nd[0]), sh[0][nd[0] - 1]);           \
+    return 0;                                                                                         \
+  }                                                                                                   \
+  KERNEL(BnBackward##R) {                                                                             \
+    BnBackward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), Rows(sh[0], nd[0]), sh[0][nd[0] - 1]); \
+    return 0;                                                                                         \
+  }
+BN_EXPORT(0)
+BN_EXPORT(1)
+""".replace("@EPS@", repr(BN_EPS))
 
 
-def conv_weight(shape):
-    """He-normal (fan in) initial weights: keeps activation variance through ReLU6 layers (He et al. 2015)."""
-    return Parameter(initializer(HeNormal(mode="fan_in", nonlinearity="relu"), shape, ms.float32),
-                     name="weight")
+_CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++14"]
 
 
-def conv1x1(in_channels, out_channels, has_bias=False):
-    """Pointwise convolution; both formulations use it as is (oneDNN runs it as a matrix product)."""
-    return nn.Conv2d(in_channels, out_channels, 1, has_bias=has_bias,
-                     weight_init=HeNormal(mode="fan_in", nonlinearity="relu"))
+def _cpu_fingerprint():
+    """Model and ISA flags of this CPU: kernels built with -march=native must not move to another CPU."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            lines = [line for line in info if line.startswith(("model name", "flags"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return os.uname().machine
+
+
+def _cache_dir():
+    default = os.path.join(os.path.expanduser("~"), ".cache", "ssd_mindspore")
+    path = os.environ.get("SSD_KERNEL_CACHE", default)
+    try:
+        os.makedirs(path, exist_ok=True)
+        return path
+    except OSError:
+        return tempfile.gettempdir()
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_library():
+    """Path of the compiled CPU kernels (built once per machine), or None when they cannot be built."""
+    key = hashlib.sha1("\n".join([_KERNEL_SOURCE, " ".join(_CXX_FLAGS), _cpu_fingerprint()]).encode()).hexdigest()
+    lib = os.path.join(_cache_dir(), "ssd_kernels_%s.so" % key[:16])
+    if os.path.isfile(lib):
+        return lib
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        LOGGER.warning("no C++ compiler found: using the plain (slow on CPU) formulation")
+        return None
+    src, tmp = "%s.%d.cc" % (lib[:-3], os.getpid()), "%s.%d.tmp" % (lib, os.getpid())
+    with open(src, "w", encoding="utf-8") as out:
+        out.write(_KERNEL_SOURCE)
+    done = subprocess.run([cxx, *_CXX_FLAGS, src, "-o", tmp], capture_output=True, text=True, check=False)
+    os.remove(src)
+    if done.returncode != 0:
+        LOGGER.warning("building the CPU kernels failed, using the plain formulation: %s",
+                       (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[-1])
+        return None
+    os.replace(tmp, lib)
+    return lib
+
+
+def _kernel(name, out_shape, out_dtype, bprop=None):
+    lib = kernel_library()
+    if lib is None:
+        raise RuntimeError("the fast CPU kernels are not available on this machine (no C++ compiler?)")
+    return ops.Custom("%s:%s" % (lib, name), out_shape, out_dtype, "aot", bprop=bprop)
+
+
+def _same(size, stride):
+    return -(-size // stride)
+
+
+def _first(*args):
+    return args[0]
+
+
+def _last(*args):
+    return args[-1]
+
+
+def depthwise_op(stride):
+    """``op(x_nhwc, w) -> y_nhwc``: compiled depthwise 3x3 convolution with its own gradient."""
+    def out_shape(x, w):
+        return [x[0], _same(x[1], stride), _same(x[2], stride), x[3]]
+
+    grad_x = _kernel("DwBackwardInput%d" % stride, _last, _first)
+    grad_w = _kernel("DwBackwardWeight%d" % stride, _last, _first)
+
+    def bprop(x, w, out, dout):
+        return grad_x(dout, w, x), grad_w(x, dout, w)
+
+    return _kernel("DwForward%d" % stride, out_shape, _first, bprop)
+
+
+def im2col_op(stride):
+    """``op(x_nhwc) -> cols [B, Ho, Wo, C*9]``: the 3x3 "same" windows, column c*9 + ky*3 + kx."""
+    def out_shape(x):
+        return [x[0], _same(x[1], stride), _same(x[2], stride), x[3] * 9]
+
+    col2im = _kernel("Col2Im%d" % stride, _last, _first)
+
+    def bprop(x, out, dout):
+        return (col2im(dout, x),)
+
+    return _kernel("Im2Col%d" % stride, out_shape, _first, bprop)
+
+
+def batch_norm_op(relu6):
+    """``op(x_nhwc, gamma, beta) -> (y, batch_mean, batch_var)``: training BatchNorm (+ ReLU6)."""
+    def shapes(x, gamma, *_):
+        return x, gamma, gamma
+
+    def dtypes(x, *_):
+        return x, x, x
+
+    grad = _kernel("BnBackward%d" % relu6, lambda dy, x, gamma, *_: (x, gamma, gamma), dtypes)
+
+    def bprop(x, gamma, beta, out, dout):
+        return grad(dout[0], x, gamma, beta, out[1], out[2])
+
+    return _kernel("BnForward%d" % relu6, shapes, dtypes, bprop)
+
+
+def conv_weight(shape, init=None):
+    """Initial weights, by default He-normal (fan in), which keeps the activation variance through ReLU
+    layers (He et al. 2015, "Delving Deep into Rectifiers")."""
+    init = init if init is not None else HeNormal(mode="fan_in", nonlinearity="relu")
+    return Parameter(initializer(init, shape, ms.float32), name="weight")
+
+
+class Conv1x1(nn.Cell):
+    """Pointwise convolution, weight [out, in, 1, 1] (+ bias [out]). Fast: one NHWC matrix product."""
+
+    def __init__(self, in_channels, out_channels, has_bias=False, fast=False, weight_init=None, bias_init="zeros"):
+        super().__init__()
+        self.weight = conv_weight((out_channels, in_channels, 1, 1), weight_init)
+        self.bias = Parameter(initializer(bias_init, (out_channels,), ms.float32), name="bias") if has_bias else None
+        self.fast = fast
+        self.matrix = (out_channels, in_channels)
+        if fast:
+            self.matmul = ops.MatMul(transpose_b=True)
+        else:
+            self.conv = ops.Conv2D(out_channels, 1)
+            self.bias_add = ops.BiasAdd()
+
+    def construct(self, x):
+        if self.fast:
+            rows = ops.reshape(x, (-1, self.matrix[1]))
+            y = self.matmul(rows, ops.reshape(self.weight, self.matrix))
+            if self.bias is not None:
+                y = y + self.bias
+            return ops.reshape(y, x.shape[:-1] + (self.matrix[0],))
+        y = self.conv(x, self.weight)
+        return y if self.bias is None else self.bias_add(y, self.bias)
 
 
 class DepthwiseConv3x3(nn.Cell):
@@ -48,7 +492,6 @@ class DepthwiseConv3x3(nn.Cell):
     def __init__(self, channels, stride=1, fast=False):
         super().__init__()
         self.weight = conv_weight((channels, 1, 3, 3))
-        self.fast = fast
         if fast:
             self.conv = depthwise_op(stride)
         else:
@@ -61,28 +504,69 @@ class DepthwiseConv3x3(nn.Cell):
 class DenseConv3x3(nn.Cell):
     """Dense 3x3 convolution without bias ("same" padding), weight [out, in, 3, 3] (the MobileNetV2 stem).
 
-    Fast formulation: a depthwise kernel with channel multiplier 9 and fixed one-hot taps gathers the
-    nine shifted copies of each input channel (im2col, channel c*9 + ky*3 + kx), then a 1x1 convolution
-    with the weight viewed as [out, in*9, 1, 1] mixes them.
+    Fast: im2col (compiled) then one matrix product with the weight viewed as [out, in*9].
     """
 
     def __init__(self, in_channels, out_channels, stride=1, fast=False):
         super().__init__()
         self.weight = conv_weight((out_channels, in_channels, 3, 3))
         self.fast = fast
-        self.cols_shape = (out_channels, in_channels * 9, 1, 1)
+        self.matrix = (out_channels, in_channels * 9)
         if fast:
-            taps = np.tile(np.eye(9, dtype=np.float32), (in_channels, 1)).reshape(in_channels * 9, 1, 3, 3)
-            self.taps = Tensor(taps)
-            self.im2col = depthwise_op(stride)
-            self.conv = ops.Conv2D(out_channels, 1)
+            self.im2col = im2col_op(stride)
+            self.matmul = ops.MatMul(transpose_b=True)
         else:
             self.conv = ops.Conv2D(out_channels, 3, pad_mode="same", stride=stride)
 
     def construct(self, x):
-        if self.fast:
-            return self.conv(self.im2col(x, self.taps), ops.reshape(self.weight, self.cols_shape))
-        return self.conv(x, self.weight)
+        if not self.fast:
+            return self.conv(x, self.weight)
+        cols = self.im2col(x)
+        y = self.matmul(ops.reshape(cols, (-1, self.matrix[1])), ops.reshape(self.weight, self.matrix))
+        return ops.reshape(y, cols.shape[:-1] + (self.matrix[0],))
+
+
+class FastBatchNorm(nn.Cell):
+    """BatchNorm over the last (channel) axis, optionally followed by ReLU6, with nn.BatchNorm2d's
+    parameters and semantics (batch statistics in training, moving averages updated with the unbiased
+    variance; moving statistics in inference). Training runs one compiled kernel each way."""
+
+    def __init__(self, channels, relu6):
+        super().__init__()
+        self.gamma = Parameter(initializer("ones", (channels,), ms.float32), name="gamma")
+        self.beta = Parameter(initializer("zeros", (channels,), ms.float32), name="beta")
+        self.moving_mean = Parameter(initializer("zeros", (channels,), ms.float32), name="moving_mean",
+                                     requires_grad=False)
+        self.moving_variance = Parameter(initializer("ones", (channels,), ms.float32), name="moving_variance",
+                                         requires_grad=False)
+        self.relu6 = relu6
+        self.train_op = batch_norm_op(int(relu6))
+
+    def construct(self, x):
+        if self.training:
+            y, mean, var = self.train_op(x, self.gamma, self.beta)
+            count = x.size // x.shape[-1]
+            unbiased = var * (count / max(count - 1, 1))
+            ops.assign(self.moving_mean, self.moving_mean * BN_MOMENTUM + mean * (1.0 - BN_MOMENTUM))
+            ops.assign(self.moving_variance, self.moving_variance * BN_MOMENTUM + unbiased * (1.0 - BN_MOMENTUM))
+            return y
+        scale = self.gamma * ops.rsqrt(self.moving_variance + BN_EPS)
+        y = x * scale + (self.beta - self.moving_mean * scale)
+        return ops.clamp(y, 0.0, 6.0) if self.relu6 else y
+
+
+def batch_norm(channels, fast=False):
+    """BatchNorm with the model zoo's settings (parameters gamma, beta, moving_mean, moving_variance)."""
+    if fast:
+        return FastBatchNorm(channels, relu6=False)
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def batch_norm_relu6(channels, fast=False):
+    """[BatchNorm, ReLU6] as two cells (the model zoo's layout); fast: the fused cell and an Identity."""
+    if fast:
+        return [FastBatchNorm(channels, relu6=True), nn.Identity()]
+    return [batch_norm(channels), nn.ReLU6()]
 
 
 def conv3x3(in_channels, out_channels, stride=1, groups=1, fast=False):
@@ -100,10 +584,10 @@ class ConvBNReLU(nn.Cell):
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, groups=1, fast=False):
         super().__init__()
         if kernel_size == 1:
-            conv = conv1x1(in_channels, out_channels)
+            conv = Conv1x1(in_channels, out_channels, fast=fast)
         else:
             conv = conv3x3(in_channels, out_channels, stride, groups, fast)
-        self.features = nn.SequentialCell([conv, batch_norm(out_channels), nn.ReLU6()])
+        self.features = nn.SequentialCell([conv] + batch_norm_relu6(out_channels, fast))
 
     def construct(self, x):
         return self.features(x)
@@ -119,9 +603,9 @@ class InvertedResidual(nn.Cell):
         hidden = int(round(in_channels * expand_ratio))
         layers = []
         if expand_ratio != 1:
-            layers.append(ConvBNReLU(in_channels, hidden, kernel_size=1))
+            layers.append(ConvBNReLU(in_channels, hidden, kernel_size=1, fast=fast))
         layers += [ConvBNReLU(hidden, hidden, 3, stride, groups=hidden, fast=fast),
-                   conv1x1(hidden, out_channels), batch_norm(out_channels)]
+                   Conv1x1(hidden, out_channels, fast=fast), batch_norm(out_channels, fast)]
         self.conv = nn.SequentialCell(layers)
         self.use_residual = stride == 1 and in_channels == out_channels
         self.last_relu = last_relu

@@ -1,0 +1,223 @@
+"""Where the time of SSD300-MobileNetV2 goes on CPU, layer by layer and for whole training/inference steps.
+
+    python benchmarks/layer_timing.py                      # per-layer table (fast formulation) + steps
+    python benchmarks/layer_timing.py --plain              # also the plain formulation (slow: minutes)
+    python benchmarks/layer_timing.py --what steps --batch 8
+    python benchmarks/layer_timing.py --what depthwise     # one depthwise layer, three formulations
+
+All runs are GRAPH mode; compilation and two warm-up calls are excluded, times are medians. The
+training step is forward + backward + nn.Momentum update on a dummy loss (sum of both outputs).
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import mindspore as ms
+from mindspore import nn, ops
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from src.config import Config, load_config  # noqa: E402
+from src.models import SsdInferWrapper, build_ssd  # noqa: E402
+from src.models.layers import DepthwiseConv3x3  # noqa: E402
+
+
+def sync(out):
+    """Wait for a result (MindSpore runs asynchronously) by reading one tensor back."""
+    while isinstance(out, (tuple, list)):
+        out = out[0]
+    out.asnumpy()
+
+
+def median_time(fn, args, repeats, warmup=2):
+    for _ in range(warmup):
+        sync(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sync(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+class SumLoss(nn.Cell):
+    """Dummy scalar loss over everything a cell returns."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def construct(self, x):
+        out = self.net(x)
+        if isinstance(out, tuple):
+            return out[0].sum() + out[1].sum()
+        return out.sum()
+
+
+def grad_step(net, optimizer=None):
+    """Forward + backward (+ optimizer update) as one compiled graph."""
+    weights = optimizer.parameters if optimizer is not None else net.trainable_params()
+    grad_fn = ms.value_and_grad(SumLoss(net), None, weights)
+
+    @ms.jit
+    def step(x):
+        loss, grads = grad_fn(x)
+        if optimizer is not None:
+            optimizer(grads)
+        return loss
+
+    return step
+
+
+def forward_fn(net):
+    @ms.jit
+    def forward(x):
+        return net(x)
+    return forward
+
+
+def run_blocks(net, x):
+    """(name, cell, input) of every block in execution order, running the network block by block."""
+    backbone, out = net.backbone, []
+    for i, cell in enumerate(backbone.features_1):
+        out.append(("features_1.%d" % i, cell, x))
+        x = cell(x)
+    out.append(("expand_layer_conv_13", backbone.expand_layer_conv_13, x))
+    features = [backbone.expand_layer_conv_13(x)]
+    for i, cell in enumerate(backbone.features_2):
+        out.append(("features_2.%d" % i, cell, x))
+        x = cell(x)
+    features.append(x)
+    for i, cell in enumerate(net.multi_residual):
+        out.append(("multi_residual.%d" % i, cell, x))
+        x = cell(x)
+        features.append(x)
+    for i, feature in enumerate(features):
+        out.append(("loc.%d" % i, net.multi_box.multi_loc_layers[i], feature))
+        out.append(("cls.%d" % i, net.multi_box.multi_cls_layers[i], feature))
+    return out
+
+
+def block_input_shapes(cfg, batch):
+    """Input shape of every block (one PyNative pass at batch 1)."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    net = build_ssd(cfg)
+    net.set_train(False)
+    image = ms.Tensor(np.zeros((1, 3) + tuple(cfg.img_shape), np.float32))
+    shapes = [(name, (batch,) + tuple(x.shape[1:])) for name, _, x in run_blocks(net, image)]
+    ms.set_context(mode=ms.GRAPH_MODE)
+    return shapes
+
+
+def block_cells(net):
+    backbone = net.backbone
+    cells = [("features_1.%d" % i, c) for i, c in enumerate(backbone.features_1)]
+    cells.append(("expand_layer_conv_13", backbone.expand_layer_conv_13))
+    cells += [("features_2.%d" % i, c) for i, c in enumerate(backbone.features_2)]
+    cells += [("multi_residual.%d" % i, c) for i, c in enumerate(net.multi_residual)]
+    for i in range(len(net.multi_box.multi_loc_layers)):
+        cells += [("loc.%d" % i, net.multi_box.multi_loc_layers[i]), ("cls.%d" % i, net.multi_box.multi_cls_layers[i])]
+    return cells
+
+
+def with_fast_conv(cfg, flag):
+    values = cfg.to_dict()
+    values["fast_conv"] = flag
+    return Config(values)
+
+
+def time_blocks(cfg, batch, repeats, plain):
+    shapes = block_input_shapes(cfg, batch)
+    variants = [("fast", True)] + ([("plain", False)] if plain else [])
+    cells = {label: dict(block_cells(build_ssd(with_fast_conv(cfg, flag)))) for label, flag in variants}
+    header = "%-22s %-18s" % ("block", "input") + "".join(" %10s %10s" % (l + " fwd", l + " f+b") for l, _ in variants)
+    print(header + "   (ms, batch %d)" % batch)
+    totals = {label: [0.0, 0.0] for label, _ in variants}
+    for name, shape in shapes:
+        x = ms.Tensor(np.random.rand(*shape).astype(np.float32))
+        row = "%-22s %-18s" % (name, "x".join(map(str, shape[1:])))
+        for label, _ in variants:
+            cell = cells[label][name]
+            cell.set_train(True)
+            fwd = median_time(forward_fn(cell), (x,), repeats)
+            both = median_time(grad_step(cell), (x,), repeats)
+            totals[label][0] += fwd
+            totals[label][1] += both
+            row += " %10.1f %10.1f" % (fwd * 1e3, both * 1e3)
+        print(row, flush=True)
+    print("%-41s" % "sum" + "".join(" %10.1f %10.1f" % (t[0] * 1e3, t[1] * 1e3) for t in totals.values()))
+
+
+def time_steps(cfg, batch, repeats):
+    net = build_ssd(cfg)
+    net.set_train(True)
+    optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
+    x = ms.Tensor(np.random.rand(batch, 3, *cfg.img_shape).astype(np.float32))
+    step = grad_step(net, optimizer)
+    start = time.perf_counter()
+    sync(step(x))
+    print("train step: compile %.1f s" % (time.perf_counter() - start))
+    seconds = median_time(step, (x,), repeats)
+    print("train step, batch %d: %.3f s -> %.2f images/s" % (batch, seconds, batch / seconds))
+    infer = SsdInferWrapper(build_ssd(cfg))
+    for size in sorted({1, batch}):
+        image = ms.Tensor(np.random.rand(size, 3, *cfg.img_shape).astype(np.float32))
+        seconds = median_time(forward_fn(infer), (image,), max(repeats, 10))
+        print("inference, batch %d: %.4f s -> %.1f images/s" % (size, seconds, size / seconds))
+
+
+def nine_slice_depthwise(x, weight):
+    """Depthwise 3x3, stride 1, "same": nine shifted slices of a padded input times per-channel taps."""
+    b, c, h, w = x.shape
+    padded = ops.pad(x, (1, 1, 1, 1))
+    taps = ops.reshape(weight, (1, c, 9))
+    out = None
+    for t in range(9):
+        term = ops.slice(padded, (0, 0, t // 3, t % 3), (b, c, h, w)) * ops.reshape(taps[:, :, t], (1, c, 1, 1))
+        out = term if out is None else out + term
+    return out
+
+
+class NineSlice(nn.Cell):
+    def __init__(self, reference):
+        super().__init__()
+        self.weight = reference.weight
+
+    def construct(self, x):
+        return nine_slice_depthwise(x, self.weight)
+
+
+def time_depthwise(batch, repeats, channels=96, side=150):
+    """One depthwise layer (the largest of the backbone) in three formulations."""
+    x = ms.Tensor(np.random.rand(batch, channels, side, side).astype(np.float32))
+    fast = DepthwiseConv3x3(channels, 1, fast=True)
+    cells = [("plain Conv2D", DepthwiseConv3x3(channels, 1, fast=False)), ("nine slices", NineSlice(fast)),
+             ("compiled kernel", fast)]
+    print("depthwise 3x3, %d channels, %dx%d, batch %d (ms)" % (channels, side, side, batch))
+    for label, cell in cells:
+        fwd = median_time(forward_fn(cell), (x,), repeats)
+        both = median_time(grad_step(cell), (x,), repeats)
+        print("%-16s fwd %8.1f   fwd+bwd %8.1f" % (label, fwd * 1e3, both * 1e3), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--what", choices=["all", "blocks", "steps", "depthwise"], default="all")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--plain", action="store_true", help="also time the plain formulation (slow)")
+    parser.add_argument("--graph_kernel", action="store_true", help="enable MindSpore graph-kernel fusion")
+    args, rest = parser.parse_known_args()
+    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU", enable_graph_kernel=args.graph_kernel)
+    cfg = load_config(rest)
+    if args.what in ("all", "blocks"):
+        time_blocks(cfg, args.batch, args.repeats, args.plain)
+    if args.what in ("all", "steps"):
+        time_steps(cfg, args.batch, args.repeats)
+    if args.what == "depthwise":
+        time_depthwise(args.batch, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

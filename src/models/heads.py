@@ -1,0 +1,54 @@
+"""SSD multibox heads (Liu et al. 2016, "SSD: Single Shot MultiBox Detector", section 2.1), in the
+SSDLite form of the MobileNetV2 paper (section 6.2): per feature map a 3x3 depthwise conv + BN + ReLU6
+and a 1x1 conv with bias, giving ``num_default * 4`` box offsets and ``num_default * num_classes``
+class logits per cell. Parameter layout is the model zoo's (``multi_loc_layers.k.0..3``).
+"""
+import math
+
+import mindspore as ms
+from mindspore import nn, ops
+from mindspore.common.initializer import Constant, XavierUniform
+
+from src.models.layers import Conv1x1, DepthwiseConv3x3, batch_norm_relu6
+
+# Focal loss prior (Lin et al. 2017, "Focal Loss for Dense Object Detection", section 4.1): start
+# every class at probability 0.01 so the many background boxes do not swamp the first updates.
+CLASS_PRIOR = 0.01
+
+
+def head_layer(in_channels, out_channels, bias_init=0.0, fast=False):
+    """Depthwise 3x3 + BN + ReLU6 + pointwise conv with bias: ``SequentialCell`` indices 0..3."""
+    predict = Conv1x1(in_channels, out_channels, True, fast, XavierUniform(), Constant(bias_init))
+    return nn.SequentialCell([DepthwiseConv3x3(in_channels, 1, fast)] + batch_norm_relu6(in_channels, fast) + [predict])
+
+
+def flatten_predictions(maps, batch, per_box, channels_last):
+    """Head outputs -> [B, N, per_box], ordered by map, then cell (row-major y, x), then box: NCHW maps
+    are made NHWC first, as the model zoo does, so the order matches its default boxes."""
+    if not channels_last:
+        maps = [ops.transpose(m, (0, 2, 3, 1)) for m in maps]
+    return ops.concat([ops.reshape(m, (batch, -1, per_box)) for m in maps], 1)
+
+
+class MultiBox(nn.Cell):
+    """Returns (loc [B, N, 4], class logits [B, N, num_classes]) in float32; ``fast`` means the
+    feature maps come channels last (NHWC) and the layers use the fast formulation."""
+
+    def __init__(self, cfg, fast=False):
+        super().__init__()
+        self.num_classes = cfg.num_classes
+        self.channels_last = fast
+        cls_bias = -math.log((1.0 - CLASS_PRIOR) / CLASS_PRIOR)
+        channels, defaults = cfg.extras_out_channels, cfg.num_default
+        self.multi_loc_layers = nn.CellList([head_layer(c, 4 * d, 0.0, fast) for c, d in zip(channels, defaults)])
+        self.multi_cls_layers = nn.CellList([head_layer(c, cfg.num_classes * d, cls_bias, fast)
+                                             for c, d in zip(channels, defaults)])
+
+    def construct(self, features):
+        batch = features[0].shape[0]
+        locs, logits = (), ()
+        for i in range(len(self.multi_loc_layers)):
+            locs += (ops.cast(self.multi_loc_layers[i](features[i]), ms.float32),)
+            logits += (ops.cast(self.multi_cls_layers[i](features[i]), ms.float32),)
+        return (flatten_predictions(locs, batch, 4, self.channels_last),
+                flatten_predictions(logits, batch, self.num_classes, self.channels_last))
