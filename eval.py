@@ -9,15 +9,18 @@ import sys
 from src.config import load_config_or_exit
 
 
+from src.errors import UserError
+
+
 def checkpoint_argument(cfg):
     """The checkpoint to evaluate: checkpoint_file_path, or a file given as the model zoo's checkpoint_path."""
     path = cfg.checkpoint_file_path
     if not path and str(cfg.checkpoint_path).endswith(".ckpt"):
         path = cfg.checkpoint_path
     if not path:
-        raise ValueError("no checkpoint given: pass --checkpoint_file_path=PATH/TO/ssd-60_50.ckpt")
+        raise UserError("no checkpoint given: pass --checkpoint_file_path=PATH/TO/ssd-60_50.ckpt")
     if not os.path.isfile(path):
-        raise ValueError("checkpoint not found: %s" % path)
+        raise UserError("checkpoint not found: %s" % path)
     return path
 
 
@@ -27,12 +30,12 @@ def evaluate(cfg):
     from src.device import setup_device
     from src.inference import evaluate_network
     from src.models import build_ssd
-    from src.models.checkpoint import load_checkpoint_into
+    from src.checkpoints import load_network_checkpoint
 
     path = checkpoint_argument(cfg)
     setup_device(cfg)
     network = build_ssd(cfg)
-    load_checkpoint_into(network, path, strict=True)
+    load_network_checkpoint(network, path)
     info = prepare_split(cfg, False)
     dataset = create_ssd_dataset(cfg, info["files"], False, cfg.eval_batch_size)
     network.set_train(False)
@@ -46,10 +49,10 @@ def evaluate(cfg):
 def main(argv=None):
     cfg = load_config_or_exit(argv, description=__doc__.splitlines()[0])
     from src.data.sources import DatasetError
-    from src.models.checkpoint import CheckpointError
+    from src.errors import UserError
     try:
         evaluate(cfg)
-    except (DatasetError, CheckpointError, ValueError) as err:
+    except (DatasetError, UserError) as err:
         print("error: %s" % err, file=sys.stderr)
         return 1
     return 0

@@ -17,13 +17,13 @@ def create_datasets(cfg):
 def main(argv=None):
     cfg = load_config_or_exit(argv, description=__doc__.splitlines()[0])
     from src.data.sources import DatasetError
-    from src.models.checkpoint import CheckpointError
+    from src.errors import UserError
     try:
         if cfg.only_create_dataset:
             create_datasets(cfg)
             return 0
         return train(cfg)
-    except (DatasetError, CheckpointError, ValueError) as err:
+    except (DatasetError, UserError) as err:
         print("error: %s" % err, file=sys.stderr)
         return 1
 

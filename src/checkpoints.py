@@ -6,6 +6,8 @@ import re
 
 import mindspore as ms
 
+from src.errors import UserError
+
 PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d+)_(?P<steps>\d+)\.ckpt$")
 
 
@@ -42,3 +44,22 @@ def prune(directory, prefix, keep):
     found = list_checkpoints(directory, prefix)
     for _, path in found[:max(0, len(found) - int(keep))]:
         os.remove(path)
+
+
+def load_network_checkpoint(network, path, drop=()):
+    """Load a network checkpoint (names with or without ``network.``) for eval, export or fine-tuning.
+
+    ``drop`` lists name parts to leave out (``filter_weight``: the heads, when num_classes differs);
+    then missing parameters are allowed. Any problem becomes one UserError line naming the file and,
+    for a shape mismatch, the parameter and both shapes. Returns (loaded, missing) name lists.
+    """
+    from src.models.checkpoint import load_checkpoint_into, read_checkpoint
+
+    try:
+        values = read_checkpoint(path)
+        if drop:
+            values = {k: v for k, v in values.items() if not any(part in k for part in drop)}
+        loaded, missing, _ = load_checkpoint_into(network, values, strict=not drop)
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError("%s: %s" % (path, err)) from None
+    return loaded, missing

@@ -8,6 +8,8 @@ import os
 
 import mindspore as ms
 
+from src.errors import UserError
+
 DEVICES = ("Ascend", "GPU", "CPU")
 
 
@@ -20,7 +22,7 @@ def setup_device(cfg):
     """Choose device and mode from the config; one line error for a target this build lacks."""
     target = cfg.device_target
     if target not in DEVICES:
-        raise ValueError("device_target must be one of %s, got '%s'" % (", ".join(DEVICES), target))
+        raise UserError("device_target must be one of %s, got '%s'" % (", ".join(DEVICES), target))
     device_id = int(os.environ.get("DEVICE_ID", cfg.device_id))
     try:
         if hasattr(ms, "set_device"):
@@ -28,7 +30,7 @@ def setup_device(cfg):
         else:
             ms.set_context(device_target=target, device_id=device_id)
     except (RuntimeError, ValueError) as err:
-        raise ValueError("device_target=%s is not usable with MindSpore %s here (%s); use --device_target=CPU"
+        raise UserError("device_target=%s is not usable with MindSpore %s here (%s); use --device_target=CPU"
                          % (target, ms.__version__, str(err).splitlines()[0])) from None
     set_mode(cfg.mode)
     ms.set_seed(int(cfg.seed))

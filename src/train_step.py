@@ -11,9 +11,10 @@ from mindspore.amp import DynamicLossScaler, StaticLossScaler, all_finite
 
 def make_optimizer(network, learning_rates, momentum, weight_decay):
     """Momentum with weight decay on convolution and dense weights only (not on BN or biases)."""
-    params = [p for p in network.trainable_params()]
-    decayed = [p for p in params if not any(k in p.name for k in ("beta", "gamma", "bias"))]
-    others = [p for p in params if p not in decayed]
+    params = network.trainable_params()
+    no_decay = ("beta", "gamma", "bias")
+    decayed = [p for p in params if not any(k in p.name for k in no_decay)]
+    others = [p for p in params if any(k in p.name for k in no_decay)]
     groups = [{"params": decayed, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]
     return nn.Momentum(groups, learning_rate=ms.Tensor(learning_rates, ms.float32), momentum=momentum)
 

@@ -12,14 +12,14 @@ import time
 import mindspore as ms
 import numpy as np
 
-from src.checkpoints import checkpoint_file, latest_checkpoint, prune, save_atomic
+from src.checkpoints import checkpoint_file, latest_checkpoint, load_network_checkpoint, prune, save_atomic
 from src.data.pipeline import create_ssd_dataset
 from src.data.prepare import prepare_split
+from src.errors import UserError
 from src.inference import evaluate_network
 from src.loss import SsdWithLoss
 from src.lr_schedule import learning_rates_from_config
 from src.models import build_ssd
-from src.models.checkpoint import load_checkpoint_into
 from src.train_step import TrainStep, make_optimizer, make_scaler
 
 PREFIX = "ssd"
@@ -36,8 +36,8 @@ def rank_dir(cfg, rank, group_size):
 
 def load_pretrained(network, cfg):
     """Start from ``pre_trained``; ``filter_weight`` drops the heads (e.g. for another num_classes)."""
-    drop = list(cfg.checkpoint_filter_list) if cfg.filter_weight else []
-    loaded, missing, _ = load_checkpoint_into(network, cfg.pre_trained, strict=not drop, skip=drop)
+    drop = cfg.checkpoint_filter_list if cfg.filter_weight else ()
+    loaded, missing = load_network_checkpoint(network, cfg.pre_trained, drop)
     print("loaded %d parameters from %s%s" % (len(loaded), cfg.pre_trained,
                                              ", left %d at their initial values" % len(missing) if missing else ""))
 
@@ -59,7 +59,7 @@ class Trainer:
         self.steps_per_epoch = create_ssd_dataset(cfg, self.files, True, cfg.batch_size, rank, group_size,
                                                   num_workers=1).get_dataset_size()
         if self.steps_per_epoch == 0:
-            raise ValueError("the training set has fewer images than batch_size=%d (times %d devices)"
+            raise UserError("the training set has fewer images than batch_size=%d (times %d devices)"
                              % (cfg.batch_size, group_size))
         self.network = build_ssd(cfg)
         if cfg.pre_trained:

@@ -4,6 +4,7 @@ import os
 
 from src.data.convert import ensure_mindrecord
 from src.data.shapes import DEFAULT_SHAPES_ROOT, ensure_shapes
+from src.errors import UserError
 
 
 def uses_builtin_shapes(cfg):
@@ -14,5 +15,8 @@ def uses_builtin_shapes(cfg):
 def prepare_split(cfg, is_training):
     """The finished MindRecord of one split: {'files': [...], 'gt_json': ..., 'num_images': ...}."""
     if uses_builtin_shapes(cfg):
-        ensure_shapes(cfg.coco_root, cfg.shapes_num_train, cfg.shapes_num_val, seed=0)
+        try:
+            ensure_shapes(cfg.coco_root, cfg.shapes_num_train, cfg.shapes_num_val, seed=0)
+        except ValueError as err:
+            raise UserError(str(err)) from None
     return ensure_mindrecord(cfg, is_training)

@@ -34,7 +34,7 @@ BN_MOMENTUM = 0.97
 
 LOGGER = logging.getLogger(__name__)
 
-# NHWC float32 kernels, parallel over rows (OpenMP), vectorised over channels:
+# NHWC float32 kernels, parallel over rows (std::thread), vectorised over channels:
 # * DwForward{S}(x, w) -> y, DwBackwardInput{S}(dy, w, x) -> dx, DwBackwardWeight{S}(x, dy, w) -> dw:
 #   3x3 depthwise convolution with weight [C, 1, 3, 3], TF "same" padding, stride S (1 or 2);
 # * Im2Col{S}(x) -> cols [B, Ho, Wo, C*9] (column c*9 + ky*3 + kx) and its gradient Col2Im{S};
@@ -44,16 +44,44 @@ _KERNEL_SOURCE = r"""
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <vector>
-#include <omp.h>
+#include <sched.h>
 
 namespace {
 
 const double kEps = @EPS@;
-constexpr int64_t kBlock = 64;  // channels per register block
+constexpr int64_t kBlock = 64;  // channels accumulated in registers at a time
 
-// Shapes of a 3x3 "same" convolution on NHWC tensors: input [B, H, W, C], output [B, Ho, Wo, C].
+// Threads: SSD_KERNEL_THREADS, else the CPUs this process may run on. Plain threads started per call
+// and joined, so no idle worker spins while MindSpore's own thread pool runs the next operator.
+int MaxThreads() {
+  static const int n = [] {
+    const char *env = std::getenv("SSD_KERNEL_THREADS");
+    if (env != nullptr && std::atoi(env) > 0) return std::atoi(env);
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }();
+  return n;
+}
+
+// f(lo, hi, t) over [0, n) in one contiguous range per thread t; returns the thread count. Jobs
+// touching fewer than 64K floats per thread stay on the calling thread.
+template <typename F>
+int ParallelFor(int64_t n, int64_t floats_per_item, F f) {
+  const int64_t useful = std::max<int64_t>(1, n * floats_per_item / 65536);
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({MaxThreads(), n, useful})));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back([&f, n, t, threads] { f(n * t / threads, n * (t + 1) / threads, t); });
+  f(0, n / threads, 0);
+  for (auto &worker : pool) worker.join();
+  return threads;
+}
+
+// A 3x3 "same" window on NHWC tensors: input [B, H, W, C], output [B, Ho, Wo, C].
 struct Geo {
   int64_t B, H, W, C, Ho, Wo, pt, pl, s;
   Geo(const int64_t *in, const int64_t *out, int64_t stride)
@@ -61,9 +89,14 @@ struct Geo {
     pt = std::max<int64_t>((Ho - 1) * s + 3 - H, 0) / 2;
     pl = std::max<int64_t>((Wo - 1) * s + 3 - W, 0) / 2;
   }
+  // Output index along one axis that tap k reads input i from, or -1.
+  int64_t Source(int64_t i, int64_t pad, int k, int64_t size) const {
+    const int64_t t = i + pad - k;
+    return (t < 0 || t % s != 0 || t / s >= size) ? -1 : t / s;
+  }
 };
 
-// Weight [C, 1, 3, 3] -> [9, C] so that the channel loop is contiguous.
+// Weight [C, 1, 3, 3] -> [9, C], so that channel loops are contiguous.
 std::vector<float> TapsFirst(const float *w, int64_t C) {
   std::vector<float> t(9 * C);
   for (int64_t c = 0; c < C; ++c)
@@ -71,7 +104,6 @@ std::vector<float> TapsFirst(const float *w, int64_t C) {
   return t;
 }
 
-// acc[0..n) += k[0..n) * x[0..n), n <= kBlock
 inline void Fma(float *acc, const float *k, const float *x, int64_t n) {
 #pragma omp simd
   for (int64_t c = 0; c < n; ++c) acc[c] += k[c] * x[c];
@@ -79,85 +111,64 @@ inline void Fma(float *acc, const float *k, const float *x, int64_t n) {
 
 void DwForward(const float *x, const float *w, float *y, const Geo &g) {
   const std::vector<float> taps = TapsFirst(w, g.C);
-  const float *k = taps.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < g.B * g.Ho; ++row) {
-    const int64_t b = row / g.Ho, oy = row % g.Ho;
-    for (int64_t ox = 0; ox < g.Wo; ++ox) {
-      float *out = y + (row * g.Wo + ox) * g.C;
-      for (int64_t c0 = 0; c0 < g.C; c0 += kBlock) {
-        const int64_t n = std::min(kBlock, g.C - c0);
-        float acc[kBlock] = {0.f};
-        for (int ky = 0; ky < 3; ++ky) {
-          const int64_t iy = oy * g.s + ky - g.pt;
-          if (iy < 0 || iy >= g.H) continue;
-          for (int kx = 0; kx < 3; ++kx) {
-            const int64_t ix = ox * g.s + kx - g.pl;
-            if (ix < 0 || ix >= g.W) continue;
-            Fma(acc, k + (ky * 3 + kx) * g.C + c0, x + ((b * g.H + iy) * g.W + ix) * g.C + c0, n);
+  ParallelFor(g.B * g.Ho, 10 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.Ho, oy = row % g.Ho;
+      for (int64_t ox = 0; ox < g.Wo; ++ox) {
+        for (int64_t c0 = 0; c0 < g.C; c0 += kBlock) {
+          const int64_t n = std::min(kBlock, g.C - c0);
+          float acc[kBlock] = {0.f};
+          for (int k = 0; k < 9; ++k) {
+            const int64_t iy = oy * g.s + k / 3 - g.pt, ix = ox * g.s + k % 3 - g.pl;
+            if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
+            Fma(acc, taps.data() + k * g.C + c0, x + ((b * g.H + iy) * g.W + ix) * g.C + c0, n);
           }
+          std::memcpy(y + (row * g.Wo + ox) * g.C + c0, acc, n * sizeof(float));
         }
-        std::memcpy(out + c0, acc, n * sizeof(float));
       }
     }
-  }
+  });
 }
 
 void DwBackwardInput(const float *dy, const float *w, float *dx, const Geo &g) {
   const std::vector<float> taps = TapsFirst(w, g.C);
-  const float *k = taps.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < g.B * g.H; ++row) {
-    const int64_t b = row / g.H, iy = row % g.H;
-    for (int64_t ix = 0; ix < g.W; ++ix) {
-      float *out = dx + (row * g.W + ix) * g.C;
-      for (int64_t c0 = 0; c0 < g.C; c0 += kBlock) {
-        const int64_t n = std::min(kBlock, g.C - c0);
-        float acc[kBlock] = {0.f};
-        for (int ky = 0; ky < 3; ++ky) {
-          const int64_t t = iy + g.pt - ky;
-          if (t < 0 || t % g.s != 0 || t / g.s >= g.Ho) continue;
-          for (int kx = 0; kx < 3; ++kx) {
-            const int64_t u = ix + g.pl - kx;
-            if (u < 0 || u % g.s != 0 || u / g.s >= g.Wo) continue;
-            Fma(acc, k + (ky * 3 + kx) * g.C + c0, dy + ((b * g.Ho + t / g.s) * g.Wo + u / g.s) * g.C + c0, n);
+  ParallelFor(g.B * g.H, 10 * g.W * g.C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.H, iy = row % g.H;
+      for (int64_t ix = 0; ix < g.W; ++ix) {
+        for (int64_t c0 = 0; c0 < g.C; c0 += kBlock) {
+          const int64_t n = std::min(kBlock, g.C - c0);
+          float acc[kBlock] = {0.f};
+          for (int k = 0; k < 9; ++k) {
+            const int64_t oy = g.Source(iy, g.pt, k / 3, g.Ho), ox = g.Source(ix, g.pl, k % 3, g.Wo);
+            if (oy < 0 || ox < 0) continue;
+            Fma(acc, taps.data() + k * g.C + c0, dy + ((b * g.Ho + oy) * g.Wo + ox) * g.C + c0, n);
           }
+          std::memcpy(dx + (row * g.W + ix) * g.C + c0, acc, n * sizeof(float));
         }
-        std::memcpy(out + c0, acc, n * sizeof(float));
       }
     }
-  }
+  });
 }
 
 void DwBackwardWeight(const float *x, const float *dy, float *dw, const Geo &g) {
-  const int threads = omp_get_max_threads();
-  std::vector<double> part(static_cast<size_t>(threads) * 9 * g.C, 0.0);
-#pragma omp parallel num_threads(threads)
-  {
-    double *mine = part.data() + static_cast<size_t>(omp_get_thread_num()) * 9 * g.C;
+  std::vector<double> part(static_cast<size_t>(MaxThreads()) * 9 * g.C, 0.0);
+  const int threads = ParallelFor(g.B * g.Ho, 10 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int t) {
+    double *mine = part.data() + static_cast<size_t>(t) * 9 * g.C;
     std::vector<float> acc(9 * g.C);
-#pragma omp for schedule(static)
-    for (int64_t row = 0; row < g.B * g.Ho; ++row) {
+    for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / g.Ho, oy = row % g.Ho;
       std::fill(acc.begin(), acc.end(), 0.f);
       for (int64_t ox = 0; ox < g.Wo; ++ox) {
-        const float *gr = dy + (row * g.Wo + ox) * g.C;
-        for (int ky = 0; ky < 3; ++ky) {
-          const int64_t iy = oy * g.s + ky - g.pt;
-          if (iy < 0 || iy >= g.H) continue;
-          for (int kx = 0; kx < 3; ++kx) {
-            const int64_t ix = ox * g.s + kx - g.pl;
-            if (ix < 0 || ix >= g.W) continue;
-            float *a = acc.data() + (ky * 3 + kx) * g.C;
-            const float *in = x + ((b * g.H + iy) * g.W + ix) * g.C;
-#pragma omp simd
-            for (int64_t c = 0; c < g.C; ++c) a[c] += gr[c] * in[c];
-          }
+        for (int k = 0; k < 9; ++k) {
+          const int64_t iy = oy * g.s + k / 3 - g.pt, ix = ox * g.s + k % 3 - g.pl;
+          if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
+          Fma(acc.data() + k * g.C, dy + (row * g.Wo + ox) * g.C, x + ((b * g.H + iy) * g.W + ix) * g.C, g.C);
         }
       }
       for (int64_t i = 0; i < 9 * g.C; ++i) mine[i] += acc[i];
     }
-  }
+  });
   for (int64_t c = 0; c < g.C; ++c)
     for (int k = 0; k < 9; ++k) {
       double s = 0.0;
@@ -166,50 +177,48 @@ void DwBackwardWeight(const float *x, const float *dy, float *dw, const Geo &g) 
     }
 }
 
-// Stem: columns [B, Ho, Wo, C*9] (index c*9 + ky*3 + kx) of a 3x3 "same" window on [B, H, W, C].
+// The stem's im2col: columns [B, Ho, Wo, C*9] (column c*9 + ky*3 + kx) of 3x3 "same" windows.
 void Im2Col(const float *x, float *cols, const Geo &g) {
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < g.B * g.Ho; ++row) {
-    const int64_t b = row / g.Ho, oy = row % g.Ho;
-    for (int64_t ox = 0; ox < g.Wo; ++ox) {
-      float *out = cols + (row * g.Wo + ox) * g.C * 9;
-      for (int k = 0; k < 9; ++k) {
-        const int64_t iy = oy * g.s + k / 3 - g.pt, ix = ox * g.s + k % 3 - g.pl;
-        const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
-        const float *in = x + ((b * g.H + iy) * g.W + ix) * g.C;
-        for (int64_t c = 0; c < g.C; ++c) out[c * 9 + k] = inside ? in[c] : 0.f;
+  ParallelFor(g.B * g.Ho, 9 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.Ho, oy = row % g.Ho;
+      for (int64_t ox = 0; ox < g.Wo; ++ox) {
+        float *out = cols + (row * g.Wo + ox) * g.C * 9;
+        for (int k = 0; k < 9; ++k) {
+          const int64_t iy = oy * g.s + k / 3 - g.pt, ix = ox * g.s + k % 3 - g.pl;
+          const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
+          const float *in = x + ((b * g.H + iy) * g.W + ix) * g.C;
+          for (int64_t c = 0; c < g.C; ++c) out[c * 9 + k] = inside ? in[c] : 0.f;
+        }
       }
     }
-  }
+  });
 }
 
 void Col2Im(const float *cols, float *dx, const Geo &g) {
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < g.B * g.H; ++row) {
-    const int64_t b = row / g.H, iy = row % g.H;
-    for (int64_t ix = 0; ix < g.W; ++ix) {
-      float *out = dx + (row * g.W + ix) * g.C;
-      std::fill(out, out + g.C, 0.f);
-      for (int k = 0; k < 9; ++k) {
-        const int64_t t = iy + g.pt - k / 3, u = ix + g.pl - k % 3;
-        if (t < 0 || t % g.s != 0 || t / g.s >= g.Ho || u < 0 || u % g.s != 0 || u / g.s >= g.Wo) continue;
-        const float *in = cols + ((b * g.Ho + t / g.s) * g.Wo + u / g.s) * g.C * 9;
-        for (int64_t c = 0; c < g.C; ++c) out[c] += in[c * 9 + k];
+  ParallelFor(g.B * g.H, 9 * g.W * g.C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.H, iy = row % g.H;
+      for (int64_t ix = 0; ix < g.W; ++ix) {
+        float *out = dx + (row * g.W + ix) * g.C;
+        std::fill(out, out + g.C, 0.f);
+        for (int k = 0; k < 9; ++k) {
+          const int64_t oy = g.Source(iy, g.pt, k / 3, g.Ho), ox = g.Source(ix, g.pl, k % 3, g.Wo);
+          if (oy < 0 || ox < 0) continue;
+          const float *in = cols + ((b * g.Ho + oy) * g.Wo + ox) * g.C * 9;
+          for (int64_t c = 0; c < g.C; ++c) out[c] += in[c * 9 + k];
+        }
       }
     }
-  }
+  });
 }
 
-// Per-channel sums of f(row) over the rows of an [N, C] tensor, deterministic for a fixed thread count:
-// each thread sums a contiguous range in float blocks of 256 rows, partials added in thread order.
+// Per-channel sums s1, s2 of what f(row, a1, a2) adds for each row of an [N, C] tensor: float partials
+// over blocks of 256 rows, double across blocks and threads (in thread order: deterministic).
 template <typename F>
 void ChannelSums(int64_t N, int64_t C, double *s1, double *s2, F f) {
-  const int threads = omp_get_max_threads();
-  std::vector<double> part(static_cast<size_t>(threads) * 2 * C, 0.0);
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t lo = N * t / nt, hi = N * (t + 1) / nt;
+  std::vector<double> part(static_cast<size_t>(MaxThreads()) * 2 * C, 0.0);
+  const int threads = ParallelFor(N, C, [&](int64_t lo, int64_t hi, int t) {
     double *p1 = part.data() + static_cast<size_t>(t) * 2 * C, *p2 = p1 + C;
     std::vector<float> a1(C), a2(C);
     for (int64_t r0 = lo; r0 < hi; r0 += 256) {
@@ -221,7 +230,7 @@ void ChannelSums(int64_t N, int64_t C, double *s1, double *s2, F f) {
         p2[c] += a2[c];
       }
     }
-  }
+  });
   for (int64_t c = 0; c < C; ++c) {
     s1[c] = s2[c] = 0.0;
     for (int t = 0; t < threads; ++t) {
@@ -232,10 +241,20 @@ void ChannelSums(int64_t N, int64_t C, double *s1, double *s2, F f) {
 }
 
 template <bool R>
+inline float Activate(float t) {
+  return R ? std::min(std::max(t, 0.f), 6.f) : t;
+}
+
+template <bool R>
+inline float PassGrad(float t, float g) {
+  return (!R || (t > 0.f && t < 6.f)) ? g : 0.f;
+}
+
+template <bool R>
 void BnForward(const float *x, const float *gamma, const float *beta, float *y, float *mean, float *var,
                int64_t N, int64_t C) {
   std::vector<double> s1(C), s2(C);
-  const float *k = x;  // first row as shift: keeps E[x^2] - E[x]^2 accurate when |mean| >> std
+  const float *k = x;  // the first row as shift keeps E[d^2] - E[d]^2 accurate when |mean| >> std
   ChannelSums(N, C, s1.data(), s2.data(), [&](int64_t r, float *a1, float *a2) {
     const float *p = x + r * C;
 #pragma omp simd
@@ -254,22 +273,20 @@ void BnForward(const float *x, const float *gamma, const float *beta, float *y, 
     var[c] = static_cast<float>(v);
   }
   const float *sc = scale.data(), *sh = shift.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < N; ++r) {
-    const float *p = x + r * C;
-    float *q = y + r * C;
+  ParallelFor(N, 2 * C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float *p = x + r * C;
+      float *q = y + r * C;
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) {
-      const float t = p[c] * sc[c] + sh[c];
-      q[c] = R ? std::min(std::max(t, 0.f), 6.f) : t;
+      for (int64_t c = 0; c < C; ++c) q[c] = Activate<R>(p[c] * sc[c] + sh[c]);
     }
-  }
+  });
 }
 
 template <bool R>
 void BnBackward(const float *dy, const float *x, const float *gamma, const float *beta, const float *mean,
                 const float *var, float *dx, float *dgamma, float *dbeta, int64_t N, int64_t C) {
-  std::vector<float> scale(C), shift(C), rstd(C);
+  std::vector<float> scale(C), shift(C), rstd(C), a(C), b(C);
   for (int64_t c = 0; c < C; ++c) {
     rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + kEps));
     scale[c] = gamma[c] * rstd[c];
@@ -281,70 +298,66 @@ void BnBackward(const float *dy, const float *x, const float *gamma, const float
     const float *p = x + r * C, *g = dy + r * C;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) {
-      const float t = p[c] * sc[c] + sh[c];
-      const float gi = (!R || (t > 0.f && t < 6.f)) ? g[c] : 0.f;
+      const float gi = PassGrad<R>(p[c] * sc[c] + sh[c], g[c]);
       a1[c] += gi;
       a2[c] += gi * (p[c] - m[c]);
     }
   });
-  std::vector<float> a(C), kx(C);
-  for (int64_t c = 0; c < C; ++c) {
+  for (int64_t c = 0; c < C; ++c) {  // dx = scale * (g - mean(g) - xhat * mean(g * xhat))
     dbeta[c] = static_cast<float>(sg[c]);
     dgamma[c] = static_cast<float>(sgx[c] * rstd[c]);
     a[c] = static_cast<float>(-scale[c] * sg[c] / N);
-    kx[c] = static_cast<float>(-scale[c] * rstd[c] * rstd[c] * sgx[c] / N);
+    b[c] = static_cast<float>(-scale[c] * rstd[c] * rstd[c] * sgx[c] / N);
   }
-  const float *pa = a.data(), *pk = kx.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < N; ++r) {
-    const float *p = x + r * C, *g = dy + r * C;
-    float *q = dx + r * C;
+  const float *pa = a.data(), *pb = b.data();
+  ParallelFor(N, 3 * C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float *p = x + r * C, *g = dy + r * C;
+      float *q = dx + r * C;
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) {
-      const float t = p[c] * sc[c] + sh[c];
-      const float gi = (!R || (t > 0.f && t < 6.f)) ? g[c] : 0.f;
-      q[c] = sc[c] * gi + pa[c] + pk[c] * (p[c] - m[c]);
+      for (int64_t c = 0; c < C; ++c)
+        q[c] = sc[c] * PassGrad<R>(p[c] * sc[c] + sh[c], g[c]) + pa[c] + pb[c] * (p[c] - m[c]);
     }
-  }
+  });
 }
 
-int64_t Rows(const int64_t *s, int n) {
+int64_t Rows(const int64_t *shape, int ndim) {
   int64_t r = 1;
-  for (int i = 0; i + 1 < n; ++i) r *= s[i];
+  for (int i = 0; i + 1 < ndim; ++i) r *= shape[i];
   return r;
 }
 
 }  // namespace
 
+// MindSpore "aot" entry points: inputs then outputs in p, their shapes in sh.
 #define F(i) static_cast<float *>(p[i])
 #define KERNEL(name) extern "C" int name(int, void **p, int *nd, int64_t **sh, const char **, void *, void *)
 
-// DwForward{S}(x, w) -> y;  DwBackwardInput{S}(dy, w, x) -> dx;  DwBackwardWeight{S}(x, dy, w) -> dw
-#define DW_EXPORT(S)                                                                  \
-  KERNEL(DwForward##S) { DwForward(F(0), F(1), F(2), Geo(sh[0], sh[2], S)); return 0; } \
-  KERNEL(DwBackwardInput##S) { DwBackwardInput(F(0), F(1), F(3), Geo(sh[2], sh[0], S)); return 0; } \
+#define WINDOW_KERNELS(S)                                                                             \
+  KERNEL(DwForward##S) { DwForward(F(0), F(1), F(2), Geo(sh[0], sh[2], S)); return 0; }               \
+  KERNEL(DwBackwardInput##S) { DwBackwardInput(F(0), F(1), F(3), Geo(sh[2], sh[0], S)); return 0; }   \
   KERNEL(DwBackwardWeight##S) { DwBackwardWeight(F(0), F(1), F(3), Geo(sh[0], sh[1], S)); return 0; } \
-  KERNEL(Im2Col##S) { Im2Col(F(0), F(1), Geo(sh[0], sh[1], S)); return 0; }            \
+  KERNEL(Im2Col##S) { Im2Col(F(0), F(1), Geo(sh[0], sh[1], S)); return 0; }                           \
   KERNEL(Col2Im##S) { Col2Im(F(0), F(2), Geo(sh[1], sh[0], S)); return 0; }
-DW_EXPORT(1)
-DW_EXPORT(2)
+WINDOW_KERNELS(1)
+WINDOW_KERNELS(2)
 
-// BnForward{R}(x, gamma, beta) -> (y, mean, var);  BnBackward{R}(dy, x, gamma, beta, mean, var) -> (dx, dgamma, dbeta)
-#define BN_EXPORT(R)                                                                                  \
+#define BN_KERNELS(R)                                                                                 \
   KERNEL(BnForward##R) {                                                                              \
     BnForward<R>(F(0), F(1), F(2), F(3), F(4), F(5), Rows(sh[0], nd[0]), sh[0][nd[0] - 1]);           \
     return 0;                                                                                         \
   }                                                                                                   \
   KERNEL(BnBackward##R) {                                                                             \
-    BnBackward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), Rows(sh[0], nd[0]), sh[0][nd[0] - 1]); \
+    BnBackward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), Rows(sh[0], nd[0]),           \
+                  sh[0][nd[0] - 1]);                                                                  \
     return 0;                                                                                         \
   }
-BN_EXPORT(0)
-BN_EXPORT(1)
+BN_KERNELS(0)
+BN_KERNELS(1)
 """.replace("@EPS@", repr(BN_EPS))
 
 
-_CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++14"]
+_CXX_FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-pthread", "-shared", "-fPIC", "-std=c++14"]
 
 
 def _cpu_fingerprint():

@@ -1,0 +1,95 @@
+"""The project's benchmark: python -m benchmarks.run [--models ssd300] [--batch 8] [--smoke]
+
+Prints a table and writes JSON (``--out``, default benchmarks/results/latest.json) with training
+images/s, inference images/s (network alone, and end to end with decoding and NMS), data pipeline
+images/s, anchor encoding µs per image, post-processing ms per image, COCO evaluation seconds, peak
+memory, and achieved GFLOP/s against the machine's measured fp32 peak. Compilation and warm-up runs
+are excluded; every figure is the median of several runs, with its spread ("noise") beside it.
+``--smoke`` runs every section once with tiny sizes (what CI does); its figures mean nothing.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import sections  # noqa: E402
+from benchmarks.flops import measured_peak_gflops  # noqa: E402
+from src.config import load_config  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="ssd300", help="comma-separated model config names (config/<name>.yaml, "
+                                                           "or ssd300 for default_config.yaml)")
+    parser.add_argument("--batch", type=int, default=8, help="training batch size")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median reported)")
+    parser.add_argument("--mode", default="GRAPH", choices=["GRAPH", "PYNATIVE"])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run each (CI)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "latest.json"))
+    return parser.parse_args(argv)
+
+
+def model_config(name, smoke):
+    path = os.path.join(ROOT, "config", "%s.yaml" % name)
+    argv = ["--config_path=%s" % path] if os.path.isfile(path) else []
+    return load_config(argv + (["--img_shape=[300,300]"] if smoke and not argv else []))
+
+
+def machine():
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "peak_fp32_gflops": measured_peak_gflops()}
+
+
+def table(results):
+    lines = ["%-44s %14s %8s" % ("figure", "value", "noise")]
+    for key, entry in flatten(results):
+        lines.append("%-44s %14.4g %7.0f%%" % (key, entry["value"], 100 * entry.get("noise", 0.0)))
+    return "\n".join(lines)
+
+
+def flatten(results, prefix=""):
+    for key, value in results.items():
+        if isinstance(value, dict) and "value" in value:
+            yield prefix + key, value
+        elif isinstance(value, dict):
+            yield from flatten(value, prefix + key + " / ")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    repeats = 1 if args.smoke else args.repeats
+    results = {"machine": {}, "models": {}}
+    for name in args.models.split(","):
+        cfg = model_config(name, args.smoke)
+        batch = 2 if args.smoke else args.batch
+        results["models"][name] = sections.model_figures(cfg, batch, args.mode, repeats)
+    results["peak_rss_gib"] = {"value": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+    cfg = load_config([])
+    with tempfile.TemporaryDirectory() as tmp:
+        results["data"] = sections.data_figures(cfg, tmp, repeats, smoke=args.smoke)
+    results["machine"] = machine()
+    peak = results["machine"]["peak_fp32_gflops"]
+    for figures in results["models"].values():
+        achieved = figures["train"]["gflops"]["value"]
+        figures["train"]["share_of_peak"] = {"value": achieved / peak}
+    print(table({k: v for k, v in results.items() if k != "machine"}))
+    print("machine: %d cores, measured fp32 peak %.0f GFLOP/s (numpy/MindSpore matmul 4096^3)"
+          % (results["machine"]["cpu_count"], peak))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as stream:
+        json.dump(results, stream, indent=1, default=float)
+    print("wrote %s" % args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
