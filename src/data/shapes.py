@@ -62,8 +62,7 @@ PLACEMENT_TRIES = 30
 
 def coco_categories():
     """The 80 COCO categories as the instances json lists them."""
-    return [{"id": cid, "name": name, "supercategory": "shape" if name in SHAPE_CLASSES.values()
-             else "none"} for cid, name in zip(COCO_IDS, COCO_NAMES)]
+    return [{"id": cid, "name": name, "supercategory": "none"} for cid, name in zip(COCO_IDS, COCO_NAMES)]
 
 
 def background(rng, height, width):
@@ -72,7 +71,7 @@ def background(rng, height, width):
     image = cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.5:
         angle, period = rng.uniform(0, np.pi), rng.uniform(6, 30)
-        yy, xx = np.mgrid[:height, :width].astype(np.float32)
+        yy, xx = np.arange(height, dtype=np.float32)[:, None], np.arange(width, dtype=np.float32)[None]
         phase = (xx * np.cos(angle) + yy * np.sin(angle)) * np.float32(2 * np.pi / period)
         image += (rng.uniform(5, 14) * np.sin(phase))[..., None]
     return image
@@ -118,8 +117,8 @@ def pick_color(rng, canvas, mask, box):
     around = canvas[y0:y1, x0:x1][ring]
     around = around[np.linspace(0, len(around) - 1, min(len(around), 256)).astype(int)].astype(np.float32)
     candidates = rng.integers(0, 256, size=(16, 3)).astype(np.float32)
-    dist = np.linalg.norm(candidates[:, None] - around[None], axis=2)
-    score = np.percentile(dist, 3, axis=1) if len(around) else np.full(16, 255.0)
+    dist = np.sqrt(np.square(candidates[:, None] - around[None]).sum(axis=2))
+    score = np.sort(dist, axis=1)[:, len(around) * 3 // 100] if len(around) else np.full(16, 255.0)
     good = np.flatnonzero(score >= MIN_COLOR_DIST)
     return tuple(int(c) for c in candidates[good[0] if len(good) else np.argmax(score)])
 
@@ -182,13 +181,14 @@ def add_noise(rng, image):
     return cv2.add(image, noise, dtype=cv2.CV_8U)
 
 
-def write_split(root, split, folder, count, seed):
-    """Write the images of one split; return (COCO instances dict, TXT lines)."""
+def write_split(root, split_index, count, seed):
+    """Write the images of split SPLITS[split_index]; return (COCO instances dict, TXT lines)."""
+    folder = SPLITS[split_index][1]
     os.makedirs(os.path.join(root, folder))
     ids = dict(zip(COCO_NAMES, COCO_IDS))
     images, annotations, lines = [], [], []
     for index in range(1, count + 1):
-        image, boxes, names = make_image(np.random.default_rng([seed, SPLITS.index((split, folder)), index]))
+        image, boxes, names = make_image(np.random.default_rng([seed, split_index, index]))
         file_name = "%06d.jpg" % index
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
@@ -245,8 +245,8 @@ def generate_shapes(out_dir, num_train=400, num_val=100, seed=0):
     tmp = "%s.tmp-%d" % (out_dir, os.getpid())
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.join(tmp, "annotations"))
-    for (split, folder), count in zip(SPLITS, (num_train, num_val)):
-        instances, lines = write_split(tmp, split, folder, count, seed)
+    for split_index, ((split, folder), count) in enumerate(zip(SPLITS, (num_train, num_val))):
+        instances, lines = write_split(tmp, split_index, count, seed)
         write_json(os.path.join(tmp, "annotations", "instances_%s.json" % folder), instances)
         with open(os.path.join(tmp, "%s.txt" % split), "w", encoding="utf-8") as stream:
             stream.write("".join(line + "\n" for line in lines))
@@ -304,7 +304,8 @@ def main(argv=None):
         generate_shapes(args.out, args.num_train, args.num_val, args.seed)
     except ValueError as err:
         parser.exit(2, "error: %s\n" % err)
-    print("wrote %d train and %d val images to %s in %.1f s" % (args.num_train, args.num_val, args.out, time.time() - start))
+    print("wrote %d train and %d val images to %s in %.1f s"
+          % (args.num_train, args.num_val, args.out, time.time() - start))
     return 0
 
 
