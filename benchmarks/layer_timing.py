@@ -2,6 +2,7 @@
 
     python benchmarks/layer_timing.py                      # per-layer table (fast formulation) + steps
     python benchmarks/layer_timing.py --plain              # also the plain formulation (slow: minutes)
+    python benchmarks/layer_timing.py --what blocks --plain --blocks features_1.1 features_1.2
     python benchmarks/layer_timing.py --what steps --batch 8
     python benchmarks/layer_timing.py --what depthwise     # one depthwise layer, three formulations
 
@@ -56,15 +57,17 @@ class SumLoss(nn.Cell):
 
 
 def grad_step(net, optimizer=None):
-    """Forward + backward (+ optimizer update) as one compiled graph."""
+    """Forward + backward (+ optimizer update) as one compiled graph. Without an optimizer (a single
+    layer or block) the gradient of the input is computed too, as inside a network."""
     weights = optimizer.parameters if optimizer is not None else net.trainable_params()
-    grad_fn = ms.value_and_grad(SumLoss(net), None, weights)
+    grad_fn = ms.value_and_grad(SumLoss(net), None if optimizer is not None else 0, weights)
 
     @ms.jit
     def step(x):
         loss, grads = grad_fn(x)
-        if optimizer is not None:
-            optimizer(grads)
+        if optimizer is None:
+            return loss, grads  # returned, or the compiler drops the unused backward pass
+        optimizer(grads)
         return loss
 
     return step
@@ -100,9 +103,9 @@ def run_blocks(net, x):
 
 
 def block_input_shapes(cfg, batch):
-    """Input shape of every block (one PyNative pass at batch 1)."""
+    """NCHW input shape of every block (one PyNative pass at batch 1 in the plain formulation)."""
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    net = build_ssd(cfg)
+    net = build_ssd(with_fast_conv(cfg, False))
     net.set_train(False)
     image = ms.Tensor(np.zeros((1, 3) + tuple(cfg.img_shape), np.float32))
     shapes = [(name, (batch,) + tuple(x.shape[1:])) for name, _, x in run_blocks(net, image)]
@@ -127,17 +130,18 @@ def with_fast_conv(cfg, flag):
     return Config(values)
 
 
-def time_blocks(cfg, batch, repeats, plain):
-    shapes = block_input_shapes(cfg, batch)
+def time_blocks(cfg, batch, repeats, plain, only):
+    shapes = [(name, shape) for name, shape in block_input_shapes(cfg, batch) if not only or name in only]
     variants = [("fast", True)] + ([("plain", False)] if plain else [])
     cells = {label: dict(block_cells(build_ssd(with_fast_conv(cfg, flag)))) for label, flag in variants}
-    header = "%-22s %-18s" % ("block", "input") + "".join(" %10s %10s" % (l + " fwd", l + " f+b") for l, _ in variants)
+    header = "%-22s %-18s" % ("block", "input (CHW)") + "".join(" %10s %10s" % (l + " fwd", l + " f+b") for l, _ in variants)
     print(header + "   (ms, batch %d)" % batch)
     totals = {label: [0.0, 0.0] for label, _ in variants}
     for name, shape in shapes:
-        x = ms.Tensor(np.random.rand(*shape).astype(np.float32))
+        x_nchw = np.random.rand(*shape).astype(np.float32)
         row = "%-22s %-18s" % (name, "x".join(map(str, shape[1:])))
-        for label, _ in variants:
+        for label, flag in variants:
+            x = ms.Tensor(x_nchw.transpose(0, 2, 3, 1).copy() if flag else x_nchw)
             cell = cells[label][name]
             cell.set_train(True)
             fwd = median_time(forward_fn(cell), (x,), repeats)
@@ -150,6 +154,7 @@ def time_blocks(cfg, batch, repeats, plain):
 
 
 def time_steps(cfg, batch, repeats):
+    """Training step at ``batch`` and inference at batch 1 and ``batch`` (the inference wrapper)."""
     net = build_ssd(cfg)
     net.set_train(True)
     optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
@@ -159,18 +164,27 @@ def time_steps(cfg, batch, repeats):
     sync(step(x))
     print("train step: compile %.1f s" % (time.perf_counter() - start))
     seconds = median_time(step, (x,), repeats)
-    print("train step, batch %d: %.3f s -> %.2f images/s" % (batch, seconds, batch / seconds))
+    print("train step, batch %d: %.3f s -> %.2f images/s" % (batch, seconds, batch / seconds), flush=True)
     infer = SsdInferWrapper(build_ssd(cfg))
     for size in sorted({1, batch}):
         image = ms.Tensor(np.random.rand(size, 3, *cfg.img_shape).astype(np.float32))
         seconds = median_time(forward_fn(infer), (image,), max(repeats, 10))
-        print("inference, batch %d: %.4f s -> %.1f images/s" % (size, seconds, size / seconds))
+        print("inference, batch %d: %.4f s -> %.1f images/s" % (size, seconds, size / seconds), flush=True)
+
+
+def pad1(x):
+    """Zero padding by one on H and W through concatenation (MindSpore 2.10's CPU Pad is slower)."""
+    b, c, h, w = x.shape
+    rows = ops.zeros((b, c, 1, w), x.dtype)
+    x = ops.concat((rows, x, rows), 2)
+    cols = ops.zeros((b, c, h + 2, 1), x.dtype)
+    return ops.concat((cols, x, cols), 3)
 
 
 def nine_slice_depthwise(x, weight):
     """Depthwise 3x3, stride 1, "same": nine shifted slices of a padded input times per-channel taps."""
     b, c, h, w = x.shape
-    padded = ops.pad(x, (1, 1, 1, 1))
+    padded = pad1(x)
     taps = ops.reshape(weight, (1, c, 9))
     out = None
     for t in range(9):
@@ -189,15 +203,16 @@ class NineSlice(nn.Cell):
 
 
 def time_depthwise(batch, repeats, channels=96, side=150):
-    """One depthwise layer (the largest of the backbone) in three formulations."""
+    """One depthwise layer (the size of the backbone's largest) in three formulations."""
     x = ms.Tensor(np.random.rand(batch, channels, side, side).astype(np.float32))
+    x_nhwc = ms.Tensor(x.asnumpy().transpose(0, 2, 3, 1).copy())
     fast = DepthwiseConv3x3(channels, 1, fast=True)
-    cells = [("plain Conv2D", DepthwiseConv3x3(channels, 1, fast=False)), ("nine slices", NineSlice(fast)),
-             ("compiled kernel", fast)]
+    cells = [("plain Conv2D", DepthwiseConv3x3(channels, 1, fast=False), x), ("nine slices", NineSlice(fast), x),
+             ("compiled (NHWC)", fast, x_nhwc)]
     print("depthwise 3x3, %d channels, %dx%d, batch %d (ms)" % (channels, side, side, batch))
-    for label, cell in cells:
-        fwd = median_time(forward_fn(cell), (x,), repeats)
-        both = median_time(grad_step(cell), (x,), repeats)
+    for label, cell, inputs in cells:
+        fwd = median_time(forward_fn(cell), (inputs,), repeats)
+        both = median_time(grad_step(cell), (inputs,), repeats)
         print("%-16s fwd %8.1f   fwd+bwd %8.1f" % (label, fwd * 1e3, both * 1e3), flush=True)
 
 
@@ -207,12 +222,16 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--plain", action="store_true", help="also time the plain formulation (slow)")
+    parser.add_argument("--blocks", nargs="*", default=[], help="only these blocks, e.g. features_1.2 cls.0")
+    parser.add_argument("--plain_steps", action="store_true", help="time the steps in the plain formulation")
     parser.add_argument("--graph_kernel", action="store_true", help="enable MindSpore graph-kernel fusion")
     args, rest = parser.parse_known_args()
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU", enable_graph_kernel=args.graph_kernel)
     cfg = load_config(rest)
+    if args.plain_steps:
+        cfg = with_fast_conv(cfg, False)
     if args.what in ("all", "blocks"):
-        time_blocks(cfg, args.batch, args.repeats, args.plain)
+        time_blocks(cfg, args.batch, args.repeats, args.plain, args.blocks)
     if args.what in ("all", "steps"):
         time_steps(cfg, args.batch, args.repeats)
     if args.what == "depthwise":

@@ -5,7 +5,6 @@ class logits per cell. Parameter layout is the model zoo's (``multi_loc_layers.k
 """
 import math
 
-import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common.initializer import Constant, XavierUniform
 
@@ -18,8 +17,9 @@ CLASS_PRIOR = 0.01
 
 def head_layer(in_channels, out_channels, bias_init=0.0, fast=False):
     """Depthwise 3x3 + BN + ReLU6 + pointwise conv with bias: ``SequentialCell`` indices 0..3."""
+    depthwise = DepthwiseConv3x3(in_channels, 1, fast)
     predict = Conv1x1(in_channels, out_channels, True, fast, XavierUniform(), Constant(bias_init))
-    return nn.SequentialCell([DepthwiseConv3x3(in_channels, 1, fast)] + batch_norm_relu6(in_channels, fast) + [predict])
+    return nn.SequentialCell([depthwise] + batch_norm_relu6(in_channels, fast) + [predict])
 
 
 def flatten_predictions(maps, batch, per_box, channels_last):
@@ -31,8 +31,8 @@ def flatten_predictions(maps, batch, per_box, channels_last):
 
 
 class MultiBox(nn.Cell):
-    """Returns (loc [B, N, 4], class logits [B, N, num_classes]) in float32; ``fast`` means the
-    feature maps come channels last (NHWC) and the layers use the fast formulation."""
+    """Returns (loc [B, N, 4], class logits [B, N, num_classes]); ``fast`` means the feature maps come
+    channels last (NHWC) and the layers use the fast formulation."""
 
     def __init__(self, cfg, fast=False):
         super().__init__()
@@ -48,7 +48,7 @@ class MultiBox(nn.Cell):
         batch = features[0].shape[0]
         locs, logits = (), ()
         for i in range(len(self.multi_loc_layers)):
-            locs += (ops.cast(self.multi_loc_layers[i](features[i]), ms.float32),)
-            logits += (ops.cast(self.multi_cls_layers[i](features[i]), ms.float32),)
+            locs += (self.multi_loc_layers[i](features[i]),)
+            logits += (self.multi_cls_layers[i](features[i]),)
         return (flatten_predictions(locs, batch, 4, self.channels_last),
                 flatten_predictions(logits, batch, self.num_classes, self.channels_last))

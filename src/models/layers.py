@@ -38,22 +38,26 @@ LOGGER = logging.getLogger(__name__)
 # * DwForward{S}(x, w) -> y, DwBackwardInput{S}(dy, w, x) -> dx, DwBackwardWeight{S}(x, dy, w) -> dw:
 #   3x3 depthwise convolution with weight [C, 1, 3, 3], TF "same" padding, stride S (1 or 2);
 # * Im2Col{S}(x) -> cols [B, Ho, Wo, C*9] (column c*9 + ky*3 + kx) and its gradient Col2Im{S};
-# * BnForward{R}(x, gamma, beta) -> (y, batch mean, biased batch variance) and BnBackward{R}: training
-#   BatchNorm followed by ReLU6 (R=1) or nothing (R=0). Sums are deterministic for a thread count.
+# * BnForward{R}(x, gamma, beta, moving_mean, moving_var) -> (y, batch mean, biased batch variance,
+#   new moving mean, new moving variance) and BnBackward{R}: training BatchNorm then ReLU6 (R=1) or
+#   nothing (R=0), moving averages kept as nn.BatchNorm2d keeps them (unbiased variance);
+# * BnApply{R}(x, gamma, beta, mean, var) -> y and BnApplyBackward{R}: inference BatchNorm (+ ReLU6).
+# Sums over rows are deterministic for a given thread count.
 _KERNEL_SOURCE = r"""
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
 #include <thread>
+#include <type_traits>
 #include <vector>
 #include <sched.h>
 
 namespace {
 
-const double kEps = @EPS@;
-constexpr int64_t kBlock = 64;  // channels accumulated in registers at a time
+const double kEps = @EPS@, kMomentum = @MOMENTUM@;
 
 // Threads: SSD_KERNEL_THREADS, else the CPUs this process may run on. Plain threads started per call
 // and joined, so no idle worker spins while MindSpore's own thread pool runs the next operator.
@@ -75,7 +79,13 @@ int ParallelFor(int64_t n, int64_t floats_per_item, F f) {
   const int64_t useful = std::max<int64_t>(1, n * floats_per_item / 65536);
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({MaxThreads(), n, useful})));
   std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back([&f, n, t, threads] { f(n * t / threads, n * (t + 1) / threads, t); });
+  for (int t = 1; t < threads; ++t) {
+    try {
+      pool.emplace_back([&f, n, t, threads] { f(n * t / threads, n * (t + 1) / threads, t); });
+    } catch (const std::system_error &) {  // no thread to be had: do that range here
+      f(n * t / threads, n * (t + 1) / threads, t);
+    }
+  }
   f(0, n / threads, 0);
   for (auto &worker : pool) worker.join();
   return threads;
@@ -104,9 +114,31 @@ std::vector<float> TapsFirst(const float *w, int64_t C) {
   return t;
 }
 
-inline void Fma(float *acc, const float *k, const float *x, int64_t n) {
-#pragma omp simd
-  for (int64_t c = 0; c < n; ++c) acc[c] += k[c] * x[c];
+// Channel blocks of W floats (GCC vector extensions; AVX-512 registers for W = 16).
+template <int W> struct VecOf { typedef float type __attribute__((vector_size(4 * W))); };
+template <> struct VecOf<1> { typedef float type; };
+template <int W> using Vec = typename VecOf<W>::type;
+
+template <int W> inline Vec<W> Load(const float *p) {
+  Vec<W> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <int W> inline void Store(float *p, const Vec<W> &v) { std::memcpy(p, &v, sizeof(v)); }
+
+// f(width, c0) for every channel block: 16 wide, then 8, then single channels.
+template <typename F>
+void ForChannelBlocks(int64_t C, F f) {
+  int64_t c = 0;
+  for (; c + 16 <= C; c += 16) f(std::integral_constant<int, 16>(), c);
+  for (; c + 8 <= C; c += 8) f(std::integral_constant<int, 8>(), c);
+  for (; c < C; ++c) f(std::integral_constant<int, 1>(), c);
+}
+
+// The nine taps of channels [c0, c0 + W) in registers.
+template <int W> inline void LoadTaps(const float *taps, int64_t C, int64_t c0, Vec<W> *k) {
+  for (int t = 0; t < 9; ++t) k[t] = Load<W>(taps + t * C + c0);
 }
 
 void DwForward(const float *x, const float *w, float *y, const Geo &g) {
@@ -114,39 +146,53 @@ void DwForward(const float *x, const float *w, float *y, const Geo &g) {
   ParallelFor(g.B * g.Ho, 10 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int) {
     for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / g.Ho, oy = row % g.Ho;
-      for (int64_t ox = 0; ox < g.Wo; ++ox) {
-        for (int64_t c0 = 0; c0 < g.C; c0 += kBlock) {
-          const int64_t n = std::min(kBlock, g.C - c0);
-          float acc[kBlock] = {0.f};
-          for (int k = 0; k < 9; ++k) {
-            const int64_t iy = oy * g.s + k / 3 - g.pt, ix = ox * g.s + k % 3 - g.pl;
-            if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
-            Fma(acc, taps.data() + k * g.C + c0, x + ((b * g.H + iy) * g.W + ix) * g.C + c0, n);
-          }
-          std::memcpy(y + (row * g.Wo + ox) * g.C + c0, acc, n * sizeof(float));
-        }
+      const float *rows[3];
+      for (int ky = 0; ky < 3; ++ky) {
+        const int64_t iy = oy * g.s + ky - g.pt;
+        rows[ky] = (iy < 0 || iy >= g.H) ? nullptr : x + (b * g.H + iy) * g.W * g.C;
       }
+      ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
+        constexpr int W = decltype(width)::value;
+        Vec<W> k[9];
+        LoadTaps<W>(taps.data(), g.C, c0, k);
+        for (int64_t ox = 0; ox < g.Wo; ++ox) {
+          Vec<W> acc = {};
+          for (int t = 0; t < 9; ++t) {
+            const int64_t ix = ox * g.s + t % 3 - g.pl;
+            if (rows[t / 3] != nullptr && ix >= 0 && ix < g.W) acc += k[t] * Load<W>(rows[t / 3] + ix * g.C + c0);
+          }
+          Store<W>(y + (row * g.Wo + ox) * g.C + c0, acc);
+        }
+      });
     }
   });
 }
 
+template <int S>
 void DwBackwardInput(const float *dy, const float *w, float *dx, const Geo &g) {
   const std::vector<float> taps = TapsFirst(w, g.C);
   ParallelFor(g.B * g.H, 10 * g.W * g.C, [&](int64_t lo, int64_t hi, int) {
     for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / g.H, iy = row % g.H;
-      for (int64_t ix = 0; ix < g.W; ++ix) {
-        for (int64_t c0 = 0; c0 < g.C; c0 += kBlock) {
-          const int64_t n = std::min(kBlock, g.C - c0);
-          float acc[kBlock] = {0.f};
-          for (int k = 0; k < 9; ++k) {
-            const int64_t oy = g.Source(iy, g.pt, k / 3, g.Ho), ox = g.Source(ix, g.pl, k % 3, g.Wo);
-            if (oy < 0 || ox < 0) continue;
-            Fma(acc, taps.data() + k * g.C + c0, dy + ((b * g.Ho + oy) * g.Wo + ox) * g.C + c0, n);
-          }
-          std::memcpy(dx + (row * g.W + ix) * g.C + c0, acc, n * sizeof(float));
-        }
+      const float *rows[3];
+      for (int ky = 0; ky < 3; ++ky) {
+        const int64_t oy = g.Source(iy, g.pt, ky, g.Ho);
+        rows[ky] = oy < 0 ? nullptr : dy + (b * g.Ho + oy) * g.Wo * g.C;
       }
+      ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
+        constexpr int W = decltype(width)::value;
+        Vec<W> k[9];
+        LoadTaps<W>(taps.data(), g.C, c0, k);
+        for (int64_t ix = 0; ix < g.W; ++ix) {
+          Vec<W> acc = {};
+          for (int t = 0; t < 9; ++t) {
+            const int64_t u = ix + g.pl - t % 3, ox = u / S;  // stride as a constant: / and % are shifts
+            if (rows[t / 3] != nullptr && u >= 0 && u % S == 0 && ox < g.Wo)
+              acc += k[t] * Load<W>(rows[t / 3] + ox * g.C + c0);
+          }
+          Store<W>(dx + (row * g.W + ix) * g.C + c0, acc);
+        }
+      });
     }
   });
 }
@@ -155,18 +201,29 @@ void DwBackwardWeight(const float *x, const float *dy, float *dw, const Geo &g) 
   std::vector<double> part(static_cast<size_t>(MaxThreads()) * 9 * g.C, 0.0);
   const int threads = ParallelFor(g.B * g.Ho, 10 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int t) {
     double *mine = part.data() + static_cast<size_t>(t) * 9 * g.C;
-    std::vector<float> acc(9 * g.C);
     for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / g.Ho, oy = row % g.Ho;
-      std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t ox = 0; ox < g.Wo; ++ox) {
-        for (int k = 0; k < 9; ++k) {
-          const int64_t iy = oy * g.s + k / 3 - g.pt, ix = ox * g.s + k % 3 - g.pl;
-          if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
-          Fma(acc.data() + k * g.C, dy + (row * g.Wo + ox) * g.C, x + ((b * g.H + iy) * g.W + ix) * g.C, g.C);
-        }
+      const float *rows[3], *grad = dy + row * g.Wo * g.C;
+      for (int ky = 0; ky < 3; ++ky) {
+        const int64_t iy = oy * g.s + ky - g.pt;
+        rows[ky] = (iy < 0 || iy >= g.H) ? nullptr : x + (b * g.H + iy) * g.W * g.C;
       }
-      for (int64_t i = 0; i < 9 * g.C; ++i) mine[i] += acc[i];
+      ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
+        constexpr int W = decltype(width)::value;
+        Vec<W> acc[9] = {};
+        for (int64_t ox = 0; ox < g.Wo; ++ox) {
+          const Vec<W> gv = Load<W>(grad + ox * g.C + c0);
+          for (int k = 0; k < 9; ++k) {
+            const int64_t ix = ox * g.s + k % 3 - g.pl;
+            if (rows[k / 3] != nullptr && ix >= 0 && ix < g.W) acc[k] += gv * Load<W>(rows[k / 3] + ix * g.C + c0);
+          }
+        }
+        for (int k = 0; k < 9; ++k) {
+          float lanes[W];
+          Store<W>(lanes, acc[k]);
+          for (int i = 0; i < W; ++i) mine[k * g.C + c0 + i] += lanes[i];
+        }
+      });
     }
   });
   for (int64_t c = 0; c < g.C; ++c)
@@ -251,7 +308,8 @@ inline float PassGrad(float t, float g) {
 }
 
 template <bool R>
-void BnForward(const float *x, const float *gamma, const float *beta, float *y, float *mean, float *var,
+void BnForward(const float *x, const float *gamma, const float *beta, const float *moving_mean,
+               const float *moving_var, float *y, float *mean, float *var, float *new_mean, float *new_var,
                int64_t N, int64_t C) {
   std::vector<double> s1(C), s2(C);
   const float *k = x;  // the first row as shift keeps E[d^2] - E[d]^2 accurate when |mean| >> std
@@ -271,6 +329,9 @@ void BnForward(const float *x, const float *gamma, const float *beta, float *y, 
     shift[c] = static_cast<float>(beta[c] - (m + k[c]) * scale[c]);
     mean[c] = static_cast<float>(m + k[c]);
     var[c] = static_cast<float>(v);
+    new_mean[c] = static_cast<float>(kMomentum * moving_mean[c] + (1.0 - kMomentum) * (m + k[c]));
+    const double unbiased = v * N / std::max<int64_t>(N - 1, 1);
+    new_var[c] = static_cast<float>(kMomentum * moving_var[c] + (1.0 - kMomentum) * unbiased);
   }
   const float *sc = scale.data(), *sh = shift.data();
   ParallelFor(N, 2 * C, [&](int64_t lo, int64_t hi, int) {
@@ -321,6 +382,56 @@ void BnBackward(const float *dy, const float *x, const float *gamma, const float
   });
 }
 
+// Inference BatchNorm (given statistics) + optional ReLU6, and its gradient for gamma, beta and x.
+void Affine(const float *gamma, const float *beta, const float *mean, const float *var, int64_t C,
+            std::vector<float> *scale, std::vector<float> *shift, std::vector<float> *rstd) {
+  for (int64_t c = 0; c < C; ++c) {
+    (*rstd)[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + kEps));
+    (*scale)[c] = gamma[c] * (*rstd)[c];
+    (*shift)[c] = beta[c] - mean[c] * (*scale)[c];
+  }
+}
+
+template <bool R>
+void BnApply(const float *x, const float *gamma, const float *beta, const float *mean, const float *var, float *y,
+             int64_t N, int64_t C) {
+  std::vector<float> scale(C), shift(C), rstd(C);
+  Affine(gamma, beta, mean, var, C, &scale, &shift, &rstd);
+  const float *sc = scale.data(), *sh = shift.data();
+  ParallelFor(N, 2 * C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float *p = x + r * C;
+      float *q = y + r * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) q[c] = Activate<R>(p[c] * sc[c] + sh[c]);
+    }
+  });
+}
+
+template <bool R>
+void BnApplyBackward(const float *dy, const float *x, const float *gamma, const float *beta, const float *mean,
+                     const float *var, float *dx, float *dgamma, float *dbeta, int64_t N, int64_t C) {
+  std::vector<float> scale(C), shift(C), rstd(C);
+  Affine(gamma, beta, mean, var, C, &scale, &shift, &rstd);
+  const float *sc = scale.data(), *sh = shift.data(), *m = mean;
+  std::vector<double> sg(C), sgx(C);
+  ChannelSums(N, C, sg.data(), sgx.data(), [&](int64_t r, float *a1, float *a2) {
+    const float *p = x + r * C, *g = dy + r * C;
+    float *q = dx + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float gi = PassGrad<R>(p[c] * sc[c] + sh[c], g[c]);
+      q[c] = gi * sc[c];
+      a1[c] += gi;
+      a2[c] += gi * (p[c] - m[c]);
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    dbeta[c] = static_cast<float>(sg[c]);
+    dgamma[c] = static_cast<float>(sgx[c] * rstd[c]);
+  }
+}
+
 int64_t Rows(const int64_t *shape, int ndim) {
   int64_t r = 1;
   for (int i = 0; i + 1 < ndim; ++i) r *= shape[i];
@@ -335,7 +446,7 @@ int64_t Rows(const int64_t *shape, int ndim) {
 
 #define WINDOW_KERNELS(S)                                                                             \
   KERNEL(DwForward##S) { DwForward(F(0), F(1), F(2), Geo(sh[0], sh[2], S)); return 0; }               \
-  KERNEL(DwBackwardInput##S) { DwBackwardInput(F(0), F(1), F(3), Geo(sh[2], sh[0], S)); return 0; }   \
+  KERNEL(DwBackwardInput##S) { DwBackwardInput<S>(F(0), F(1), F(3), Geo(sh[2], sh[0], S)); return 0; }   \
   KERNEL(DwBackwardWeight##S) { DwBackwardWeight(F(0), F(1), F(3), Geo(sh[0], sh[1], S)); return 0; } \
   KERNEL(Im2Col##S) { Im2Col(F(0), F(1), Geo(sh[0], sh[1], S)); return 0; }                           \
   KERNEL(Col2Im##S) { Col2Im(F(0), F(2), Geo(sh[1], sh[0], S)); return 0; }
@@ -344,7 +455,8 @@ WINDOW_KERNELS(2)
 
 #define BN_KERNELS(R)                                                                                 \
   KERNEL(BnForward##R) {                                                                              \
-    BnForward<R>(F(0), F(1), F(2), F(3), F(4), F(5), Rows(sh[0], nd[0]), sh[0][nd[0] - 1]);           \
+    BnForward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), F(9), Rows(sh[0], nd[0]),      \
+                 sh[0][nd[0] - 1]);                                                                   \
     return 0;                                                                                         \
   }                                                                                                   \
   KERNEL(BnBackward##R) {                                                                             \
@@ -354,7 +466,20 @@ WINDOW_KERNELS(2)
   }
 BN_KERNELS(0)
 BN_KERNELS(1)
-""".replace("@EPS@", repr(BN_EPS))
+
+#define BN_APPLY_KERNELS(R)                                                                           \
+  KERNEL(BnApply##R) {                                                                                \
+    BnApply<R>(F(0), F(1), F(2), F(3), F(4), F(5), Rows(sh[0], nd[0]), sh[0][nd[0] - 1]);             \
+    return 0;                                                                                         \
+  }                                                                                                   \
+  KERNEL(BnApplyBackward##R) {                                                                        \
+    BnApplyBackward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), Rows(sh[0], nd[0]),      \
+                       sh[0][nd[0] - 1]);                                                             \
+    return 0;                                                                                         \
+  }
+BN_APPLY_KERNELS(0)
+BN_APPLY_KERNELS(1)
+""".replace("@EPS@", repr(BN_EPS)).replace("@MOMENTUM@", repr(BN_MOMENTUM))
 
 
 _CXX_FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-pthread", "-shared", "-fPIC", "-std=c++14"]
@@ -451,19 +576,34 @@ def im2col_op(stride):
 
 
 def batch_norm_op(relu6):
-    """``op(x_nhwc, gamma, beta) -> (y, batch_mean, batch_var)``: training BatchNorm (+ ReLU6)."""
+    """``op(x_nhwc, gamma, beta, moving_mean, moving_var) -> (y, batch_mean, batch_var, new_moving_mean,
+    new_moving_var)``: training BatchNorm (+ ReLU6) and the moving-average update, compiled."""
     def shapes(x, gamma, *_):
-        return x, gamma, gamma
+        return x, gamma, gamma, gamma, gamma
 
     def dtypes(x, *_):
-        return x, x, x
+        return (x,) * 5
 
-    grad = _kernel("BnBackward%d" % relu6, lambda dy, x, gamma, *_: (x, gamma, gamma), dtypes)
+    grad = _kernel("BnBackward%d" % relu6, lambda dy, x, gamma, *_: (x, gamma, gamma),
+                   lambda *types: types[:1] * 3)
 
-    def bprop(x, gamma, beta, out, dout):
-        return grad(dout[0], x, gamma, beta, out[1], out[2])
+    def bprop(x, gamma, beta, moving_mean, moving_var, out, dout):
+        dx, dgamma, dbeta = grad(dout[0], x, gamma, beta, out[1], out[2])
+        return dx, dgamma, dbeta, ops.zeros_like(moving_mean), ops.zeros_like(moving_var)
 
     return _kernel("BnForward%d" % relu6, shapes, dtypes, bprop)
+
+
+def batch_norm_apply_op(relu6):
+    """``op(x_nhwc, gamma, beta, mean, var) -> y``: BatchNorm with given statistics (+ ReLU6)."""
+    grad = _kernel("BnApplyBackward%d" % relu6, lambda dy, x, gamma, *_: (x, gamma, gamma),
+                   lambda *dtypes: dtypes[:1] * 3)
+
+    def bprop(x, gamma, beta, mean, var, out, dout):
+        dx, dgamma, dbeta = grad(dout, x, gamma, beta, mean, var)
+        return dx, dgamma, dbeta, ops.zeros_like(mean), ops.zeros_like(var)
+
+    return _kernel("BnApply%d" % relu6, _first, _first, bprop)
 
 
 def conv_weight(shape, init=None):
@@ -542,7 +682,7 @@ class DenseConv3x3(nn.Cell):
 class FastBatchNorm(nn.Cell):
     """BatchNorm over the last (channel) axis, optionally followed by ReLU6, with nn.BatchNorm2d's
     parameters and semantics (batch statistics in training, moving averages updated with the unbiased
-    variance; moving statistics in inference). Training runs one compiled kernel each way."""
+    variance; moving statistics in inference), each way one compiled kernel."""
 
     def __init__(self, channels, relu6):
         super().__init__()
@@ -552,20 +692,16 @@ class FastBatchNorm(nn.Cell):
                                      requires_grad=False)
         self.moving_variance = Parameter(initializer("ones", (channels,), ms.float32), name="moving_variance",
                                          requires_grad=False)
-        self.relu6 = relu6
         self.train_op = batch_norm_op(int(relu6))
+        self.infer_op = batch_norm_apply_op(int(relu6))
 
     def construct(self, x):
         if self.training:
-            y, mean, var = self.train_op(x, self.gamma, self.beta)
-            count = x.size // x.shape[-1]
-            unbiased = var * (count / max(count - 1, 1))
-            ops.assign(self.moving_mean, self.moving_mean * BN_MOMENTUM + mean * (1.0 - BN_MOMENTUM))
-            ops.assign(self.moving_variance, self.moving_variance * BN_MOMENTUM + unbiased * (1.0 - BN_MOMENTUM))
+            y, _, _, mean, var = self.train_op(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)
+            ops.assign(self.moving_mean, mean)
+            ops.assign(self.moving_variance, var)
             return y
-        scale = self.gamma * ops.rsqrt(self.moving_variance + BN_EPS)
-        y = x * scale + (self.beta - self.moving_mean * scale)
-        return ops.clamp(y, 0.0, 6.0) if self.relu6 else y
+        return self.infer_op(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)
 
 
 def batch_norm(channels, fast=False):

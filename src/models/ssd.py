@@ -2,8 +2,9 @@
 
 ``build_ssd(cfg)`` looks ``cfg.model_name`` up in a registry of builders, so further models (VGG16,
 MobileNetV1, ResNet50-FPN, GhostNet) are added with ``@register_model("name")`` and no if-chains.
-Every builder takes ``(cfg, fast)``, where ``fast`` selects the fast CPU formulation of the 3x3
-convolutions (see :mod:`src.models.layers`); parameters are the same either way.
+Every builder takes ``(cfg, fast)``, where ``fast`` selects the fast CPU formulation (channels-last
+tensors, compiled depthwise and BatchNorm kernels, see :mod:`src.models.layers`); parameters are the
+same either way, and a builder may ignore ``fast``.
 """
 import mindspore as ms
 from mindspore import nn, ops
@@ -56,7 +57,8 @@ class SSD(nn.Cell):
         for layer in self.multi_residual:
             feature = layer(feature)
             features += (feature,)
-        return self.multi_box(features)
+        loc, logits = self.multi_box(features)
+        return ops.cast(loc, ms.float32), ops.cast(logits, ms.float32)
 
 
 class SsdInferWrapper(nn.Cell):
@@ -106,8 +108,10 @@ def ssd300_mobilenet_v2(cfg, fast):
 
 
 def to_float16(net):
-    """Run convolutions in float16 (Ascend, GPU); BatchNorm stays float32, heads return float32."""
-    net.to_float(ms.float16)
+    """Run the layers in float16 (Ascend, GPU); BatchNorm stays float32. The top cell is left alone
+    (a float16 cell casts what it returns), so its outputs stay float32."""
+    for child in net.cells():
+        child.to_float(ms.float16)
     for _, cell in net.cells_and_names():
         if isinstance(cell, nn.BatchNorm2d):
             cell.to_float(ms.float32)
