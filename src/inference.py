@@ -48,18 +48,17 @@ def detections_for_batch(boxes, scores, img_ids, shapes, cfg, label_to_category)
 
 
 def run_detector(detector, dataset, cfg, label_to_category, progress=True):
-    """Run ``detector`` over an evaluation dataset; returns (COCO detections, image ids seen)."""
+    """Run ``detector`` over an evaluation dataset; returns its COCO detections."""
     from tqdm import tqdm
 
-    detections, seen = [], []
+    detections = []
     total = dataset.get_dataset_size()
     for img_ids, images, shapes in tqdm(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True),
                                         total=total, desc="evaluating", disable=not progress, leave=False):
         boxes, scores = detector(ms.Tensor(images))
         detections += detections_for_batch(boxes.asnumpy(), scores.asnumpy(), img_ids, shapes, cfg,
                                            label_to_category)
-        seen += [int(i) for i in np.asarray(img_ids).reshape(-1)]
-    return detections, seen
+    return detections
 
 
 def evaluate_network(network, cfg, dataset, gt_json, output_dir, progress=True):
@@ -68,5 +67,5 @@ def evaluate_network(network, cfg, dataset, gt_json, output_dir, progress=True):
     detector = SsdDetector(network, cfg)
     detector.set_train(False)
     label_to_category = category_mapping(gt_json, cfg.classes)
-    detections, _ = run_detector(detector, dataset, cfg, label_to_category, progress)
+    detections = run_detector(detector, dataset, cfg, label_to_category, progress)
     return evaluate_detections(gt_json, detections, output_dir)
