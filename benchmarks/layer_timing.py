@@ -7,7 +7,9 @@
     python benchmarks/layer_timing.py --what depthwise     # one depthwise layer, three formulations
 
 All runs are GRAPH mode; compilation and two warm-up calls are excluded, times are medians. The
-training step is forward + backward + nn.Momentum update on a dummy loss (sum of both outputs).
+training step is forward + backward + nn.Momentum update on a dummy loss (sum of both outputs). Per
+block, "f+b" also computes the input gradient and includes the dummy loss and returning the gradients,
+so blocks do not add up to the step: compare them with each other and between formulations.
 """
 import argparse
 import os
@@ -224,9 +226,8 @@ def main():
     parser.add_argument("--plain", action="store_true", help="also time the plain formulation (slow)")
     parser.add_argument("--blocks", nargs="*", default=[], help="only these blocks, e.g. features_1.2 cls.0")
     parser.add_argument("--plain_steps", action="store_true", help="time the steps in the plain formulation")
-    parser.add_argument("--graph_kernel", action="store_true", help="enable MindSpore graph-kernel fusion")
     args, rest = parser.parse_known_args()
-    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU", enable_graph_kernel=args.graph_kernel)
+    ms.set_context(mode=ms.GRAPH_MODE)
     cfg = load_config(rest)
     if args.plain_steps:
         cfg = with_fast_conv(cfg, False)
