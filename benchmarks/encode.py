@@ -1,4 +1,7 @@
-"""Anchor matching + encoding of one image's boxes, vectorised against a per-box loop baseline."""
+"""Anchor matching + encoding of one image's boxes: the compiled matcher, the numpy-vectorised one and a
+per-box loop baseline, timed in interleaved rounds so that all three see the same machine load."""
+import os
+
 import numpy as np
 
 from benchmarks.timing import measure
@@ -39,18 +42,45 @@ def sample_boxes(count=5, seed=0):
     return boxes, np.arange(1, count + 1, dtype=np.int32)
 
 
+def interleaved(functions, repeats, number):
+    """{name: {'median', 'min', 'noise'}} seconds per call, one timed run of each function per round."""
+    samples = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            samples[name].append(measure(fn, 1, number)["median"])
+    out = {}
+    for name, times in samples.items():
+        median = float(np.median(times))
+        out[name] = {"median": median, "min": min(times), "noise": (max(times) - min(times)) / median}
+    return out
+
+
 def run(cfg, repeats=9, number=200):
-    """{'<anchors> anchors': {'vectorised_us': ..., 'per_box_loop_us': ..., 'noise': ...}}."""
+    """{'<anchors> anchors': {'<variant>_us': median, '<variant>_min_us': min, '<variant>_noise': spread/median}}
+    for the variants compiled (None without a C++ compiler), vectorised (numpy) and per_box_loop, with
+    'noise' (the vectorised one's), 'compiled_speedup' (vectorised / compiled medians) and 'load_average'
+    (1-minute load before and after)."""
     boxes, labels = sample_boxes()
     results = {}
     for settings in ({}, FPN_ANCHORS):
         anchor_cfg = cfg.replace(**settings)
         yxhw, yxyx = default_boxes_yxhw(anchor_cfg), default_boxes_yxyx(anchor_cfg)
-        encoder = SsdTargetEncoder(yxhw, yxyx, cfg.match_threshold, cfg.prior_scaling)
-        calls = number if len(yxhw) < 10000 else max(1, number // 20)
-        fast = measure(lambda: encoder(boxes, labels), repeats, calls)
-        slow = measure(lambda: per_box_loop(boxes, labels, yxhw, yxyx, cfg.match_threshold, cfg.prior_scaling),
-                       repeats, calls)
-        results["%d anchors" % len(yxhw)] = {"vectorised_us": fast["median"] * 1e6,
-                                             "per_box_loop_us": slow["median"] * 1e6, "noise": fast["noise"]}
+        compiled = SsdTargetEncoder(yxhw, yxyx, cfg.match_threshold, cfg.prior_scaling)
+        vectorised = SsdTargetEncoder(yxhw, yxyx, cfg.match_threshold, cfg.prior_scaling, use_native=False)
+        functions = {"vectorised": lambda: vectorised(boxes, labels),
+                     "per_box_loop": lambda: per_box_loop(boxes, labels, yxhw, yxyx, cfg.match_threshold,
+                                                          cfg.prior_scaling)}
+        if compiled.native is not None:
+            functions["compiled"] = lambda: compiled(boxes, labels)
+        load_before = os.getloadavg()[0]
+        times = interleaved(functions, repeats, number if len(yxhw) < 10000 else max(1, number // 20))
+        entry = {"compiled_us": None, "compiled_speedup": None}
+        for name in ("compiled", "vectorised", "per_box_loop"):
+            if name in times:
+                entry.update({name + "_us": times[name]["median"] * 1e6, name + "_min_us": times[name]["min"] * 1e6,
+                              name + "_noise": times[name]["noise"]})
+        if "compiled" in times:
+            entry["compiled_speedup"] = times["vectorised"]["median"] / times["compiled"]["median"]
+        entry.update(noise=times["vectorised"]["noise"], load_average=[load_before, os.getloadavg()[0]])
+        results["%d anchors" % len(yxhw)] = entry
     return results

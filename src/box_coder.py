@@ -5,8 +5,20 @@ default box it overlaps best, and every other default box is matched to the grou
 most when that IoU exceeds ``match_threshold``. Coding follows the paper's equation 2 with the usual
 variances ``prior_scaling = [0.1, 0.2]`` for centre and size.
 Boxes are float32 ``[ymin, xmin, ymax, xmax]`` (corners) or ``[cy, cx, h, w]`` (centres), in [0, 1].
+
+:class:`SsdTargetEncoder`, run by the data pipeline for every training image, does matching and coding
+in one call of a small compiled function (src/native/box_match.cc) when a C++ compiler is available:
+numpy spends most of its time on the overhead of some thirty small calls. It repeats the numpy
+functions' float32 arithmetic operation for operation, so matches are the same bit for bit; only the
+logarithm of the size targets may differ by a few units in the last place (numpy's SIMD float32 log
+is not correctly rounded).
 """
+import ctypes
+import functools
+
 import numpy as np
+
+from src import native
 
 BACKGROUND = 0
 LOG_CLAMP = 1e-6
@@ -108,29 +120,82 @@ def decode(loc, anchors_yxhw, prior_scaling):
     return np.concatenate([centre - size / 2, centre + size / 2], axis=-1).astype(np.float32)
 
 
+def writable_pointer(array):
+    """ctypes pointer to a writable array's data (a few times cheaper than ``array.ctypes.data``)."""
+    return ctypes.byref(ctypes.c_char.from_buffer(array))
+
+
+@functools.lru_cache(maxsize=None)
+def native_match_encode():
+    """The compiled ``ssd_match_encode`` (src/native/box_match.cc), or None without a C++ compiler."""
+    library = native.load("box_match.cc")
+    if library is None:
+        return None
+    function = library.ssd_match_encode
+    pointer, count, real = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+    function.argtypes = [pointer, pointer, count, pointer, pointer, pointer, count, real, real, real, real,
+                         pointer, pointer]
+    function.restype = ctypes.c_int
+    return function
+
+
 class SsdTargetEncoder:
     """Turns one image's boxes and labels into per-anchor training targets.
 
-    Holds the anchors and their areas so that each call does only per-image work.
+    Holds the anchors and their areas so that each call does only per-image work. With ``use_native``
+    (default) it runs the compiled matcher when one can be built, else the numpy functions above.
     """
 
-    def __init__(self, anchors_yxhw, anchors_yxyx, match_threshold, prior_scaling):
-        self.anchors_yxhw = np.asarray(anchors_yxhw, dtype=np.float32)
+    def __init__(self, anchors_yxhw, anchors_yxyx, match_threshold, prior_scaling, use_native=True):
+        self.anchors_yxhw = np.ascontiguousarray(anchors_yxhw, dtype=np.float32)
         self.anchors_yxyx = np.asarray(anchors_yxyx, dtype=np.float32)
         self.columns = AnchorColumns(self.anchors_yxyx)
-        self.threshold = match_threshold
-        self.prior_scaling = tuple(prior_scaling)
+        # Python floats, with which numpy compares and scales float32 arrays in float32 as the compiled
+        # path does (numpy 2 would promote to float64 for numpy float64 scalars).
+        self.threshold = float(match_threshold)
+        self.prior_scaling = tuple(float(scale) for scale in prior_scaling)
+        self.use_native = use_native
+        self.native = native_match_encode() if use_native else None
+        # Arguments of every compiled call after the boxes: the anchors' corner columns, areas, centres and
+        # count, then the constants rounded to float32.
+        constants = (self.threshold, *self.prior_scaling, LOG_CLAMP)
+        self.native_args = (self.columns.anchors.ctypes.data, self.columns.area.ctypes.data,
+                            self.anchors_yxhw.ctypes.data, len(self.anchors_yxhw),
+                            *(float(np.float32(value)) for value in constants))
+
+    def __reduce__(self):
+        """Pickled (and deep-copied) as its constructor's arguments: the raw addresses above would dangle."""
+        return type(self), (self.anchors_yxhw, self.anchors_yxyx, self.threshold, self.prior_scaling,
+                            self.use_native)
 
     def __call__(self, boxes, labels):
         """-> loc float32 [N, 4] (zeros where unmatched), label int32 [N] (0 = background), num_match int32."""
+        boxes = np.ascontiguousarray(boxes, dtype=np.float32)
+        labels = np.ascontiguousarray(labels, dtype=np.int32)
+        if self.native is None or boxes.ndim != 2 or boxes.shape[1] != 4 or labels.ndim != 1 \
+                or len(labels) < len(boxes):
+            return self.numpy_targets(boxes, labels)
+        return self.native_targets(boxes, labels)
+
+    def native_targets(self, boxes, labels):
+        """The compiled path of :meth:`__call__`, for C-contiguous float32 boxes [K, 4] and int32 labels [>=K]."""
+        count = len(self.anchors_yxhw)
+        loc = np.empty((count, 4), dtype=np.float32)
+        target = np.empty(count, dtype=np.int32)
+        num = self.native(boxes.tobytes(), labels.tobytes(), len(boxes), *self.native_args,
+                          writable_pointer(loc), writable_pointer(target))
+        return loc, target, np.int32(num)
+
+    def numpy_targets(self, boxes, labels):
+        """The numpy path of :meth:`__call__` (:func:`match` then :func:`encode`)."""
         count = len(self.anchors_yxhw)
         loc = np.zeros((count, 4), dtype=np.float32)
         target = np.zeros(count, dtype=np.int32)
-        matched = match(np.asarray(boxes, dtype=np.float32), self.anchors_yxyx, self.threshold, self.columns)
+        matched = match(boxes, self.anchors_yxyx, self.threshold, self.columns)
         positive = np.flatnonzero(matched >= 0)
         if len(positive):
             gt_index = matched[positive]
-            target[positive] = np.asarray(labels, dtype=np.int32)[gt_index]
+            target[positive] = labels[gt_index]
             loc[positive] = encode(boxes[gt_index], self.anchors_yxhw[positive], self.prior_scaling)
         return loc, target, np.int32(len(positive))
 

@@ -1,0 +1,448 @@
+// Fast CPU kernels of src/models/layers.py (its fast formulation), called through ops.Custom "aot".
+//
+// NHWC float32 kernels, parallel over rows (std::thread), vectorised over channels:
+// * DwForward{S}(x, w) -> y, DwBackwardInput{S}(dy, w, x) -> dx, DwBackwardWeight{S}(x, dy, w) -> dw:
+//   3x3 depthwise convolution with weight [C, 1, 3, 3], TF "same" padding, stride S (1 or 2);
+// * Im2Col{S}(x) -> cols [B, Ho, Wo, C*9] (column c*9 + ky*3 + kx) and its gradient Col2Im{S};
+// * BnForward{R}(x, gamma, beta, moving_mean, moving_var) -> (y, batch mean, biased batch variance,
+//   new moving mean, new moving variance) and BnBackward{R}: training BatchNorm then ReLU6 (R=1) or
+//   nothing (R=0), moving averages kept as nn.BatchNorm2d keeps them (unbiased variance);
+// * BnApply{R}(x, gamma, beta, mean, var) -> y and BnApplyBackward{R}: inference BatchNorm (+ ReLU6).
+// Sums over rows are deterministic for a given thread count.
+//
+// SSD_BN_EPS and SSD_BN_MOMENTUM come from layers.py on the compiler's command line.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <system_error>
+#include <thread>
+#include <type_traits>
+#include <vector>
+#include <sched.h>
+
+namespace {
+
+const double kEps = SSD_BN_EPS, kMomentum = SSD_BN_MOMENTUM;
+
+// Threads: SSD_KERNEL_THREADS, else the CPUs this process may run on. Plain threads started per call
+// and joined, so no idle worker spins while MindSpore's own thread pool runs the next operator.
+int MaxThreads() {
+  static const int n = [] {
+    const char *env = std::getenv("SSD_KERNEL_THREADS");
+    if (env != nullptr && std::atoi(env) > 0) return std::atoi(env);
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }();
+  return n;
+}
+
+// f(lo, hi, t) over [0, n) in one contiguous range per thread t; returns the thread count. Jobs
+// touching fewer than 64K floats per thread stay on the calling thread.
+template <typename F>
+int ParallelFor(int64_t n, int64_t floats_per_item, F f) {
+  const int64_t useful = std::max<int64_t>(1, n * floats_per_item / 65536);
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({MaxThreads(), n, useful})));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) {
+    try {
+      pool.emplace_back([&f, n, t, threads] { f(n * t / threads, n * (t + 1) / threads, t); });
+    } catch (const std::system_error &) {  // no thread to be had: do that range here
+      f(n * t / threads, n * (t + 1) / threads, t);
+    }
+  }
+  f(0, n / threads, 0);
+  for (auto &worker : pool) worker.join();
+  return threads;
+}
+
+// A 3x3 "same" window on NHWC tensors: input [B, H, W, C], output [B, Ho, Wo, C].
+struct Geo {
+  int64_t B, H, W, C, Ho, Wo, pt, pl, s;
+  Geo(const int64_t *in, const int64_t *out, int64_t stride)
+      : B(in[0]), H(in[1]), W(in[2]), C(in[3]), Ho(out[1]), Wo(out[2]), s(stride) {
+    pt = std::max<int64_t>((Ho - 1) * s + 3 - H, 0) / 2;
+    pl = std::max<int64_t>((Wo - 1) * s + 3 - W, 0) / 2;
+  }
+  // Output index along one axis that tap k reads input i from, or -1.
+  int64_t Source(int64_t i, int64_t pad, int k, int64_t size) const {
+    const int64_t t = i + pad - k;
+    return (t < 0 || t % s != 0 || t / s >= size) ? -1 : t / s;
+  }
+};
+
+// Weight [C, 1, 3, 3] -> [9, C], so that channel loops are contiguous.
+std::vector<float> TapsFirst(const float *w, int64_t C) {
+  std::vector<float> t(9 * C);
+  for (int64_t c = 0; c < C; ++c)
+    for (int k = 0; k < 9; ++k) t[k * C + c] = w[c * 9 + k];
+  return t;
+}
+
+// Channel blocks of W floats (GCC vector extensions; AVX-512 registers for W = 16).
+template <int W> struct VecOf { typedef float type __attribute__((vector_size(4 * W))); };
+template <> struct VecOf<1> { typedef float type; };
+template <int W> using Vec = typename VecOf<W>::type;
+
+template <int W> inline Vec<W> Load(const float *p) {
+  Vec<W> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <int W> inline void Store(float *p, const Vec<W> &v) { std::memcpy(p, &v, sizeof(v)); }
+
+// f(width, c0) for every channel block: 16 wide, then 8, then single channels.
+template <typename F>
+void ForChannelBlocks(int64_t C, F f) {
+  int64_t c = 0;
+  for (; c + 16 <= C; c += 16) f(std::integral_constant<int, 16>(), c);
+  for (; c + 8 <= C; c += 8) f(std::integral_constant<int, 8>(), c);
+  for (; c < C; ++c) f(std::integral_constant<int, 1>(), c);
+}
+
+// The nine taps of channels [c0, c0 + W) in registers.
+template <int W> inline void LoadTaps(const float *taps, int64_t C, int64_t c0, Vec<W> *k) {
+  for (int t = 0; t < 9; ++t) k[t] = Load<W>(taps + t * C + c0);
+}
+
+void DwForward(const float *x, const float *w, float *y, const Geo &g) {
+  const std::vector<float> taps = TapsFirst(w, g.C);
+  ParallelFor(g.B * g.Ho, 10 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.Ho, oy = row % g.Ho;
+      const float *rows[3];
+      for (int ky = 0; ky < 3; ++ky) {
+        const int64_t iy = oy * g.s + ky - g.pt;
+        rows[ky] = (iy < 0 || iy >= g.H) ? nullptr : x + (b * g.H + iy) * g.W * g.C;
+      }
+      ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
+        constexpr int W = decltype(width)::value;
+        Vec<W> k[9];
+        LoadTaps<W>(taps.data(), g.C, c0, k);
+        for (int64_t ox = 0; ox < g.Wo; ++ox) {
+          Vec<W> acc = {};
+          for (int t = 0; t < 9; ++t) {
+            const int64_t ix = ox * g.s + t % 3 - g.pl;
+            if (rows[t / 3] != nullptr && ix >= 0 && ix < g.W) acc += k[t] * Load<W>(rows[t / 3] + ix * g.C + c0);
+          }
+          Store<W>(y + (row * g.Wo + ox) * g.C + c0, acc);
+        }
+      });
+    }
+  });
+}
+
+template <int S>
+void DwBackwardInput(const float *dy, const float *w, float *dx, const Geo &g) {
+  const std::vector<float> taps = TapsFirst(w, g.C);
+  ParallelFor(g.B * g.H, 10 * g.W * g.C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.H, iy = row % g.H;
+      const float *rows[3];
+      for (int ky = 0; ky < 3; ++ky) {
+        const int64_t oy = g.Source(iy, g.pt, ky, g.Ho);
+        rows[ky] = oy < 0 ? nullptr : dy + (b * g.Ho + oy) * g.Wo * g.C;
+      }
+      ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
+        constexpr int W = decltype(width)::value;
+        Vec<W> k[9];
+        LoadTaps<W>(taps.data(), g.C, c0, k);
+        for (int64_t ix = 0; ix < g.W; ++ix) {
+          Vec<W> acc = {};
+          for (int t = 0; t < 9; ++t) {
+            const int64_t u = ix + g.pl - t % 3, ox = u / S;  // stride as a constant: / and % are shifts
+            if (rows[t / 3] != nullptr && u >= 0 && u % S == 0 && ox < g.Wo)
+              acc += k[t] * Load<W>(rows[t / 3] + ox * g.C + c0);
+          }
+          Store<W>(dx + (row * g.W + ix) * g.C + c0, acc);
+        }
+      });
+    }
+  });
+}
+
+void DwBackwardWeight(const float *x, const float *dy, float *dw, const Geo &g) {
+  std::vector<double> part(static_cast<size_t>(MaxThreads()) * 9 * g.C, 0.0);
+  const int threads = ParallelFor(g.B * g.Ho, 10 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int t) {
+    double *mine = part.data() + static_cast<size_t>(t) * 9 * g.C;
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.Ho, oy = row % g.Ho;
+      const float *rows[3], *grad = dy + row * g.Wo * g.C;
+      for (int ky = 0; ky < 3; ++ky) {
+        const int64_t iy = oy * g.s + ky - g.pt;
+        rows[ky] = (iy < 0 || iy >= g.H) ? nullptr : x + (b * g.H + iy) * g.W * g.C;
+      }
+      ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
+        constexpr int W = decltype(width)::value;
+        Vec<W> acc[9] = {};
+        for (int64_t ox = 0; ox < g.Wo; ++ox) {
+          const Vec<W> gv = Load<W>(grad + ox * g.C + c0);
+          for (int k = 0; k < 9; ++k) {
+            const int64_t ix = ox * g.s + k % 3 - g.pl;
+            if (rows[k / 3] != nullptr && ix >= 0 && ix < g.W) acc[k] += gv * Load<W>(rows[k / 3] + ix * g.C + c0);
+          }
+        }
+        for (int k = 0; k < 9; ++k) {
+          float lanes[W];
+          Store<W>(lanes, acc[k]);
+          for (int i = 0; i < W; ++i) mine[k * g.C + c0 + i] += lanes[i];
+        }
+      });
+    }
+  });
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int k = 0; k < 9; ++k) {
+      double s = 0.0;
+      for (int t = 0; t < threads; ++t) s += part[(static_cast<size_t>(t) * 9 + k) * g.C + c];
+      dw[c * 9 + k] = static_cast<float>(s);
+    }
+}
+
+// The stem's im2col: columns [B, Ho, Wo, C*9] (column c*9 + ky*3 + kx) of 3x3 "same" windows.
+void Im2Col(const float *x, float *cols, const Geo &g) {
+  ParallelFor(g.B * g.Ho, 9 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.Ho, oy = row % g.Ho;
+      for (int64_t ox = 0; ox < g.Wo; ++ox) {
+        float *out = cols + (row * g.Wo + ox) * g.C * 9;
+        for (int k = 0; k < 9; ++k) {
+          const int64_t iy = oy * g.s + k / 3 - g.pt, ix = ox * g.s + k % 3 - g.pl;
+          const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
+          const float *in = x + ((b * g.H + iy) * g.W + ix) * g.C;
+          for (int64_t c = 0; c < g.C; ++c) out[c * 9 + k] = inside ? in[c] : 0.f;
+        }
+      }
+    }
+  });
+}
+
+void Col2Im(const float *cols, float *dx, const Geo &g) {
+  ParallelFor(g.B * g.H, 9 * g.W * g.C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.H, iy = row % g.H;
+      for (int64_t ix = 0; ix < g.W; ++ix) {
+        float *out = dx + (row * g.W + ix) * g.C;
+        std::fill(out, out + g.C, 0.f);
+        for (int k = 0; k < 9; ++k) {
+          const int64_t oy = g.Source(iy, g.pt, k / 3, g.Ho), ox = g.Source(ix, g.pl, k % 3, g.Wo);
+          if (oy < 0 || ox < 0) continue;
+          const float *in = cols + ((b * g.Ho + oy) * g.Wo + ox) * g.C * 9;
+          for (int64_t c = 0; c < g.C; ++c) out[c] += in[c * 9 + k];
+        }
+      }
+    }
+  });
+}
+
+// Per-channel sums s1, s2 of what f(row, a1, a2) adds for each row of an [N, C] tensor: float partials
+// over blocks of 256 rows, double across blocks and threads (in thread order: deterministic).
+template <typename F>
+void ChannelSums(int64_t N, int64_t C, double *s1, double *s2, F f) {
+  std::vector<double> part(static_cast<size_t>(MaxThreads()) * 2 * C, 0.0);
+  const int threads = ParallelFor(N, C, [&](int64_t lo, int64_t hi, int t) {
+    double *p1 = part.data() + static_cast<size_t>(t) * 2 * C, *p2 = p1 + C;
+    std::vector<float> a1(C), a2(C);
+    for (int64_t r0 = lo; r0 < hi; r0 += 256) {
+      std::fill(a1.begin(), a1.end(), 0.f);
+      std::fill(a2.begin(), a2.end(), 0.f);
+      for (int64_t r = r0; r < std::min(hi, r0 + 256); ++r) f(r, a1.data(), a2.data());
+      for (int64_t c = 0; c < C; ++c) {
+        p1[c] += a1[c];
+        p2[c] += a2[c];
+      }
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    s1[c] = s2[c] = 0.0;
+    for (int t = 0; t < threads; ++t) {
+      s1[c] += part[static_cast<size_t>(t) * 2 * C + c];
+      s2[c] += part[static_cast<size_t>(t) * 2 * C + C + c];
+    }
+  }
+}
+
+template <bool R>
+inline float Activate(float t) {
+  return R ? std::min(std::max(t, 0.f), 6.f) : t;
+}
+
+template <bool R>
+inline float PassGrad(float t, float g) {
+  return (!R || (t > 0.f && t < 6.f)) ? g : 0.f;
+}
+
+template <bool R>
+void BnForward(const float *x, const float *gamma, const float *beta, const float *moving_mean,
+               const float *moving_var, float *y, float *mean, float *var, float *new_mean, float *new_var,
+               int64_t N, int64_t C) {
+  std::vector<double> s1(C), s2(C);
+  const float *k = x;  // the first row as shift keeps E[d^2] - E[d]^2 accurate when |mean| >> std
+  ChannelSums(N, C, s1.data(), s2.data(), [&](int64_t r, float *a1, float *a2) {
+    const float *p = x + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float d = p[c] - k[c];
+      a1[c] += d;
+      a2[c] += d * d;
+    }
+  });
+  std::vector<float> scale(C), shift(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const double m = s1[c] / N, v = std::max(s2[c] / N - m * m, 0.0);
+    scale[c] = static_cast<float>(gamma[c] / std::sqrt(v + kEps));
+    shift[c] = static_cast<float>(beta[c] - (m + k[c]) * scale[c]);
+    mean[c] = static_cast<float>(m + k[c]);
+    var[c] = static_cast<float>(v);
+    new_mean[c] = static_cast<float>(kMomentum * moving_mean[c] + (1.0 - kMomentum) * (m + k[c]));
+    const double unbiased = v * N / std::max<int64_t>(N - 1, 1);
+    new_var[c] = static_cast<float>(kMomentum * moving_var[c] + (1.0 - kMomentum) * unbiased);
+  }
+  const float *sc = scale.data(), *sh = shift.data();
+  ParallelFor(N, 2 * C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float *p = x + r * C;
+      float *q = y + r * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) q[c] = Activate<R>(p[c] * sc[c] + sh[c]);
+    }
+  });
+}
+
+template <bool R>
+void BnBackward(const float *dy, const float *x, const float *gamma, const float *beta, const float *mean,
+                const float *var, float *dx, float *dgamma, float *dbeta, int64_t N, int64_t C) {
+  std::vector<float> scale(C), shift(C), rstd(C), a(C), b(C);
+  for (int64_t c = 0; c < C; ++c) {
+    rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + kEps));
+    scale[c] = gamma[c] * rstd[c];
+    shift[c] = beta[c] - mean[c] * scale[c];
+  }
+  const float *sc = scale.data(), *sh = shift.data(), *m = mean;
+  std::vector<double> sg(C), sgx(C);
+  ChannelSums(N, C, sg.data(), sgx.data(), [&](int64_t r, float *a1, float *a2) {
+    const float *p = x + r * C, *g = dy + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float gi = PassGrad<R>(p[c] * sc[c] + sh[c], g[c]);
+      a1[c] += gi;
+      a2[c] += gi * (p[c] - m[c]);
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) {  // dx = scale * (g - mean(g) - xhat * mean(g * xhat))
+    dbeta[c] = static_cast<float>(sg[c]);
+    dgamma[c] = static_cast<float>(sgx[c] * rstd[c]);
+    a[c] = static_cast<float>(-scale[c] * sg[c] / N);
+    b[c] = static_cast<float>(-scale[c] * rstd[c] * rstd[c] * sgx[c] / N);
+  }
+  const float *pa = a.data(), *pb = b.data();
+  ParallelFor(N, 3 * C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float *p = x + r * C, *g = dy + r * C;
+      float *q = dx + r * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c)
+        q[c] = sc[c] * PassGrad<R>(p[c] * sc[c] + sh[c], g[c]) + pa[c] + pb[c] * (p[c] - m[c]);
+    }
+  });
+}
+
+// Inference BatchNorm (given statistics) + optional ReLU6, and its gradient for gamma, beta and x.
+void Affine(const float *gamma, const float *beta, const float *mean, const float *var, int64_t C,
+            std::vector<float> *scale, std::vector<float> *shift, std::vector<float> *rstd) {
+  for (int64_t c = 0; c < C; ++c) {
+    (*rstd)[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + kEps));
+    (*scale)[c] = gamma[c] * (*rstd)[c];
+    (*shift)[c] = beta[c] - mean[c] * (*scale)[c];
+  }
+}
+
+template <bool R>
+void BnApply(const float *x, const float *gamma, const float *beta, const float *mean, const float *var, float *y,
+             int64_t N, int64_t C) {
+  std::vector<float> scale(C), shift(C), rstd(C);
+  Affine(gamma, beta, mean, var, C, &scale, &shift, &rstd);
+  const float *sc = scale.data(), *sh = shift.data();
+  ParallelFor(N, 2 * C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float *p = x + r * C;
+      float *q = y + r * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) q[c] = Activate<R>(p[c] * sc[c] + sh[c]);
+    }
+  });
+}
+
+template <bool R>
+void BnApplyBackward(const float *dy, const float *x, const float *gamma, const float *beta, const float *mean,
+                     const float *var, float *dx, float *dgamma, float *dbeta, int64_t N, int64_t C) {
+  std::vector<float> scale(C), shift(C), rstd(C);
+  Affine(gamma, beta, mean, var, C, &scale, &shift, &rstd);
+  const float *sc = scale.data(), *sh = shift.data(), *m = mean;
+  std::vector<double> sg(C), sgx(C);
+  ChannelSums(N, C, sg.data(), sgx.data(), [&](int64_t r, float *a1, float *a2) {
+    const float *p = x + r * C, *g = dy + r * C;
+    float *q = dx + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float gi = PassGrad<R>(p[c] * sc[c] + sh[c], g[c]);
+      q[c] = gi * sc[c];
+      a1[c] += gi;
+      a2[c] += gi * (p[c] - m[c]);
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    dbeta[c] = static_cast<float>(sg[c]);
+    dgamma[c] = static_cast<float>(sgx[c] * rstd[c]);
+  }
+}
+
+int64_t Rows(const int64_t *shape, int ndim) {
+  int64_t r = 1;
+  for (int i = 0; i + 1 < ndim; ++i) r *= shape[i];
+  return r;
+}
+
+}  // namespace
+
+// MindSpore "aot" entry points: inputs then outputs in p, their shapes in sh.
+#define F(i) static_cast<float *>(p[i])
+#define KERNEL(name) extern "C" int name(int, void **p, int *nd, int64_t **sh, const char **, void *, void *)
+
+#define WINDOW_KERNELS(S)                                                                             \
+  KERNEL(DwForward##S) { DwForward(F(0), F(1), F(2), Geo(sh[0], sh[2], S)); return 0; }               \
+  KERNEL(DwBackwardInput##S) { DwBackwardInput<S>(F(0), F(1), F(3), Geo(sh[2], sh[0], S)); return 0; }   \
+  KERNEL(DwBackwardWeight##S) { DwBackwardWeight(F(0), F(1), F(3), Geo(sh[0], sh[1], S)); return 0; } \
+  KERNEL(Im2Col##S) { Im2Col(F(0), F(1), Geo(sh[0], sh[1], S)); return 0; }                           \
+  KERNEL(Col2Im##S) { Col2Im(F(0), F(2), Geo(sh[1], sh[0], S)); return 0; }
+WINDOW_KERNELS(1)
+WINDOW_KERNELS(2)
+
+#define BN_KERNELS(R)                                                                                 \
+  KERNEL(BnForward##R) {                                                                              \
+    BnForward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), F(9), Rows(sh[0], nd[0]),      \
+                 sh[0][nd[0] - 1]);                                                                   \
+    return 0;                                                                                         \
+  }                                                                                                   \
+  KERNEL(BnBackward##R) {                                                                             \
+    BnBackward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), Rows(sh[0], nd[0]),           \
+                  sh[0][nd[0] - 1]);                                                                  \
+    return 0;                                                                                         \
+  }
+BN_KERNELS(0)
+BN_KERNELS(1)
+
+#define BN_APPLY_KERNELS(R)                                                                           \
+  KERNEL(BnApply##R) {                                                                                \
+    BnApply<R>(F(0), F(1), F(2), F(3), F(4), F(5), Rows(sh[0], nd[0]), sh[0][nd[0] - 1]);             \
+    return 0;                                                                                         \
+  }                                                                                                   \
+  KERNEL(BnApplyBackward##R) {                                                                        \
+    BnApplyBackward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), Rows(sh[0], nd[0]),      \
+                       sh[0][nd[0] - 1]);                                                             \
+    return 0;                                                                                         \
+  }
+BN_APPLY_KERNELS(0)
+BN_APPLY_KERNELS(1)
