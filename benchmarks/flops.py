@@ -9,7 +9,8 @@ def conv_flops(network, image_shape):
     """Multiply-adds x 2 of every 4-D-weight layer (convolutions) for one forward pass of one image.
 
     Output sizes come from forward hooks in PYNATIVE mode, so any formulation of a layer counts the
-    same: what is counted is the model's arithmetic, not what a kernel happens to do.
+    same: what is counted is the model's arithmetic, not what a kernel happens to do. A layer run more
+    than once (the FPN models' weight-shared heads) counts every run.
     """
     import mindspore as ms
 
@@ -33,7 +34,7 @@ def _recorder(shapes, name, weight_shape):
     def hook(cell, inputs, output):
         out = output[0] if isinstance(output, (tuple, list)) else output
         per_output = weight_shape[1] * weight_shape[2] * weight_shape[3]
-        shapes[name] = 2.0 * float(np.prod(out.shape)) * per_output
+        shapes[name] = shapes.get(name, 0.0) + 2.0 * float(np.prod(out.shape)) * per_output
     return hook
 
 

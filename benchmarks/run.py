@@ -2,7 +2,8 @@
 
 Prints a table and writes JSON (``--out``, default benchmarks/results/latest.json) with training
 images/s, inference images/s (network alone, and end to end with decoding and NMS), data pipeline
-images/s, anchor encoding µs per image, post-processing ms per image, COCO evaluation seconds, peak
+images/s, anchor encoding µs per image, post-processing ms per image, COCO evaluation seconds, the
+exported detector's ms per image at batch 1 (MindSpore from the MINDIR vs onnxruntime from the ONNX file), peak
 memory, and achieved GFLOP/s against the machine's measured fp32 peak. Compilation and warm-up runs
 are excluded; every figure is the median of several runs, with its spread ("noise") beside it.
 ``--smoke`` runs every section once with tiny sizes (what CI does); its figures mean nothing.
@@ -34,6 +35,9 @@ def parse_args(argv):
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median reported)")
     parser.add_argument("--mode", default="GRAPH", choices=["GRAPH", "PYNATIVE"])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run each (CI)")
+    parser.add_argument("--infer_batches", default="1,8", help="comma-separated inference batch sizes")
+    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: train, deploy, data "
+                                                   "(e.g. for the 640x640 FPN models on a small machine)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "latest.json"))
     return parser.parse_args(argv)
 
@@ -68,19 +72,25 @@ def main(argv=None):
     args = parse_args(argv)
     repeats = 1 if args.smoke else args.repeats
     results = {"machine": {}, "models": {}}
+    skip = set(filter(None, args.skip.split(",")))
+    infer_batches = tuple(int(b) for b in args.infer_batches.split(","))
     for name in args.models.split(","):
         cfg = model_config(name, args.smoke)
         batch = 2 if args.smoke else args.batch
-        results["models"][name] = sections.model_figures(cfg, batch, args.mode, repeats)
+        results["models"][name] = sections.model_figures(cfg, batch, args.mode, repeats, infer_batches,
+                                                         "train" not in skip)
+        if "deploy" not in skip:
+            results["models"][name]["deploy"] = sections.deploy_figures(cfg, repeats)
     results["peak_rss_gib"] = {"value": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
     cfg = load_config([])
     with tempfile.TemporaryDirectory() as tmp:
-        results["data"] = sections.data_figures(cfg, tmp, repeats, smoke=args.smoke)
+        if "data" not in skip:
+            results["data"] = sections.data_figures(cfg, tmp, repeats, smoke=args.smoke)
     results["machine"] = machine()
     peak = results["machine"]["peak_fp32_gflops"]
     for figures in results["models"].values():
-        achieved = figures["train"]["gflops"]["value"]
-        figures["train"]["share_of_peak"] = {"value": achieved / peak}
+        if "train" in figures:
+            figures["train"]["share_of_peak"] = {"value": figures["train"]["gflops"]["value"] / peak}
     print(table({k: v for k, v in results.items() if k != "machine"}))
     print("machine: %d cores, measured fp32 peak %.0f GFLOP/s (numpy/MindSpore matmul 4096^3)"
           % (results["machine"]["cpu_count"], peak))

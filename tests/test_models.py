@@ -119,8 +119,10 @@ def test_prediction_order_matches_default_boxes(cfg, channels_last):
 
 def test_class_bias_starts_at_focal_loss_prior(cfg):
     net = build_ssd(small_cfg(cfg))
-    bias = net.multi_box.multi_cls_layers[0][3].bias.asnumpy()
-    np.testing.assert_allclose(1.0 / (1.0 + np.exp(-bias)), 0.01, rtol=1e-5)
+    bias = net.multi_box.multi_cls_layers[0][3].bias.asnumpy().reshape(-1, cfg.num_classes)
+    probability = 1.0 / (1.0 + np.exp(-bias))
+    np.testing.assert_allclose(probability[:, 1:], 0.01, rtol=1e-5)
+    np.testing.assert_allclose(probability[:, 0], 0.99, rtol=1e-5)
     assert not net.multi_box.multi_loc_layers[0][3].bias.asnumpy().any()
 
 

@@ -31,6 +31,18 @@ def read_checkpoint(ckpt):
         raise ValueError("cannot read checkpoint %s: %s" % (path, str(err).strip().splitlines()[0])) from None
 
 
+def explain_missing(net, missing):
+    """Why a checkpoint lacking ``missing`` cannot be used, from the first cell of ``net`` that can tell
+    (a method ``explain_missing(missing) -> str``; e.g. ssd_vgg16 for the model zoo's checkpoints)."""
+    if not missing:
+        return ""
+    for _, cell in net.cells_and_names():
+        explain = getattr(cell, "explain_missing", None)
+        if callable(explain) and explain(missing):
+            return explain(missing)
+    return ""
+
+
 def _shape(value):
     return tuple(value.shape)
 
@@ -40,7 +52,8 @@ def load_checkpoint_into(net, ckpt, strict=True):
 
     ``loaded``/``missing`` use the network's own names, ``unexpected`` the checkpoint's. A shape
     mismatch raises ValueError naming the first such parameter and both shapes (nothing is changed
-    then); with ``strict``, so does any network parameter missing from the checkpoint.
+    then); with ``strict``, so does any network parameter missing from the checkpoint, and whatever the
+    setting, a checkpoint the network declares incompatible (``explain_missing``, one line why).
     """
     values = {canonical_name(name): (name, value) for name, value in read_checkpoint(ckpt).items()}
     params = {canonical_name(name): (name, param) for name, param in net.parameters_and_names()}
@@ -49,6 +62,9 @@ def load_checkpoint_into(net, ckpt, strict=True):
             raise ValueError("checkpoint shape mismatch for %s: checkpoint %s, network %s"
                              % (name, list(_shape(values[key][1])), list(_shape(param))))
     missing = [name for key, (name, _) in params.items() if key not in values]
+    hint = explain_missing(net, missing)
+    if hint:
+        raise ValueError(hint)
     if strict and missing:
         raise ValueError("checkpoint lacks %d network parameters, first: %s" % (len(missing), missing[0]))
     loaded = []

@@ -5,8 +5,10 @@ class logits per cell. Parameter layout is the model zoo's (``multi_loc_layers.k
 """
 import math
 
+import numpy as np
+import mindspore as ms
 from mindspore import nn, ops
-from mindspore.common.initializer import Constant, XavierUniform
+from mindspore.common.initializer import XavierUniform
 
 from src.models.layers import Conv1x1, DepthwiseConv3x3, batch_norm_relu6
 
@@ -15,10 +17,22 @@ from src.models.layers import Conv1x1, DepthwiseConv3x3, batch_norm_relu6
 CLASS_PRIOR = 0.01
 
 
-def head_layer(in_channels, out_channels, bias_init=0.0, fast=False):
+def class_bias(num_classes, num_default, prior=CLASS_PRIOR):
+    """Initial class biases, channel ``box * num_classes + class``: every object class starts at
+    probability ``prior`` and the background column (class 0, trained as a class by the focal loss
+    as in the model zoo) at ``1 - prior``. Starting the background column at ``prior`` as well would
+    give a first loss of about 300 per matched box (3.4 for each of the thousands of background
+    boxes), whose gradients swamp the first steps of a short run."""
+    logit = math.log((1.0 - prior) / prior)
+    bias = np.full((num_default, num_classes), -logit, np.float32)
+    bias[:, 0] = logit
+    return ms.Tensor(bias.reshape(-1))
+
+
+def head_layer(in_channels, out_channels, bias_init="zeros", fast=False):
     """Depthwise 3x3 + BN + ReLU6 + pointwise conv with bias: ``SequentialCell`` indices 0..3."""
     depthwise = DepthwiseConv3x3(in_channels, 1, fast)
-    predict = Conv1x1(in_channels, out_channels, True, fast, XavierUniform(), Constant(bias_init))
+    predict = Conv1x1(in_channels, out_channels, True, fast, XavierUniform(), bias_init)
     return nn.SequentialCell([depthwise] + batch_norm_relu6(in_channels, fast) + [predict])
 
 
@@ -38,10 +52,9 @@ class MultiBox(nn.Cell):
         super().__init__()
         self.num_classes = cfg.num_classes
         self.channels_last = fast
-        cls_bias = -math.log((1.0 - CLASS_PRIOR) / CLASS_PRIOR)
         channels, defaults = cfg.extras_out_channels, cfg.num_default
-        self.multi_loc_layers = nn.CellList([head_layer(c, 4 * d, 0.0, fast) for c, d in zip(channels, defaults)])
-        self.multi_cls_layers = nn.CellList([head_layer(c, cfg.num_classes * d, cls_bias, fast)
+        self.multi_loc_layers = nn.CellList([head_layer(c, 4 * d, "zeros", fast) for c, d in zip(channels, defaults)])
+        self.multi_cls_layers = nn.CellList([head_layer(c, cfg.num_classes * d, class_bias(cfg.num_classes, d), fast)
                                              for c, d in zip(channels, defaults)])
 
     def construct(self, features):

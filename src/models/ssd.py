@@ -87,11 +87,12 @@ def halving_sizes(side, first_stride, count):
     return sizes
 
 
-def check_feature_sizes(cfg, first_stride):
-    """The anchors follow ``feature_size``: it must match what the network makes of ``img_shape``."""
+def check_feature_sizes(cfg, first_stride, map_sides=None):
+    """The anchors follow ``feature_size``: it must match what the network makes of ``img_shape``
+    (``map_sides(side)`` for networks whose maps do not simply halve from ``first_stride`` on)."""
     count = len(cfg.feature_size)
     for side in cfg.img_shape:
-        got = halving_sizes(side, first_stride, count)
+        got = map_sides(side) if map_sides else halving_sizes(side, first_stride, count)
         if got != list(cfg.feature_size):
             raise ValueError("feature_size %s does not match img_shape %s: %s gives maps %s"
                              % (list(cfg.feature_size), list(cfg.img_shape), cfg.model_name, got))

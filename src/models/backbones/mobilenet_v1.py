@@ -1,0 +1,40 @@
+"""MobileNetV1 (Howard et al. 2017, "MobileNets: Efficient Convolutional Neural Networks for Mobile
+Vision Applications", table 1), laid out as the MindSpore model zoo's so its checkpoints load:
+``network.<i>`` holds layer i as [conv, BatchNorm, ReLU6] (``network.<i>.0.weight``, ``network.<i>.1.gamma``
+...). Layer 0 is the 3x3 stem (stride 2); then pairs of 3x3 depthwise (odd i) and 1x1 pointwise (even i)
+layers, 27 in all. The outputs of layers 10, 22 and 26 have strides 8, 16 and 32 (256, 512 and 1024
+channels). BatchNorm keeps the model zoo's settings for this network (eps 1e-5, momentum 0.9).
+"""
+from mindspore import nn
+
+from src.models.blocks import conv_bn_act
+
+# (output channels of the pointwise layer, stride of the depthwise layer before it)
+PAIRS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1),
+         (512, 1), (1024, 2), (1024, 1))
+BN = {"eps": 1e-5, "momentum": 0.9}
+
+
+class MobileNetV1(nn.Cell):
+    """Returns the outputs of the layers listed in ``taps`` (a tuple, in order)."""
+
+    def __init__(self, taps=(22, 26), fast=False):
+        super().__init__()
+        layers = [conv_bn_act(3, 32, 3, 2, fast=fast, **BN)]
+        channels = 32
+        for out, stride in PAIRS:
+            layers.append(conv_bn_act(channels, channels, 3, stride, groups=channels, fast=fast, **BN))
+            layers.append(conv_bn_act(channels, out, 1, fast=fast, **BN))
+            channels = out
+        self.network = nn.CellList([nn.SequentialCell(cells) for cells in layers[:max(taps) + 1]])
+        self.taps = tuple(taps)
+
+    def construct(self, x):
+        outputs = ()
+        for layer in self.network:
+            x = layer(x)
+            outputs += (x,)
+        selected = ()
+        for index in self.taps:
+            selected += (outputs[index],)
+        return selected
