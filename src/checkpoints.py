@@ -63,3 +63,16 @@ def load_network_checkpoint(network, path, drop=()):
     except (ValueError, FileNotFoundError) as err:
         raise UserError("%s: %s" % (path, err)) from None
     return loaded, missing
+
+
+def checkpoint_to_load(cfg):
+    """The checkpoint eval, export and inference load: ``checkpoint_file_path``, or a ``.ckpt`` file given
+    as the model zoo's ``checkpoint_path``; a missing or absent one is a one-line UserError."""
+    path = cfg.checkpoint_file_path
+    if not path and str(cfg.checkpoint_path).endswith(".ckpt"):
+        path = cfg.checkpoint_path
+    if not path:
+        raise UserError("no checkpoint given: pass --checkpoint_file_path=PATH/TO/ssd-60_50.ckpt")
+    if not os.path.isfile(path):
+        raise UserError("checkpoint not found: %s" % path)
+    return path

@@ -11,6 +11,7 @@ from mindspore import nn, ops
 
 from src.anchors import default_boxes_yxhw
 from src.coco_eval import category_mapping, evaluate_detections
+from src.errors import UserError
 from src.postprocess import detect, to_coco_detections
 
 
@@ -47,18 +48,38 @@ def detections_for_batch(boxes, scores, img_ids, shapes, cfg, label_to_category)
     return out
 
 
-def run_detector(detector, dataset, cfg, label_to_category, progress=True):
-    """Run ``detector`` over an evaluation dataset; returns its COCO detections."""
+def mindspore_predictor(detector):
+    """``predict(images) -> (boxes, scores)`` on numpy arrays, running a MindSpore ``detector`` cell."""
+    def predict(images):
+        boxes, scores = detector(ms.Tensor(images))
+        return boxes.asnumpy(), scores.asnumpy()
+    return predict
+
+
+def run_predictor(predict, dataset, cfg, label_to_category, progress=True):
+    """COCO detections of ``predict`` (numpy images -> numpy boxes, scores) over an evaluation dataset."""
     from tqdm import tqdm
 
     detections = []
     total = dataset.get_dataset_size()
     for img_ids, images, shapes in tqdm(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True),
                                         total=total, desc="evaluating", disable=not progress, leave=False):
-        boxes, scores = detector(ms.Tensor(images))
-        detections += detections_for_batch(boxes.asnumpy(), scores.asnumpy(), img_ids, shapes, cfg,
-                                           label_to_category)
+        boxes, scores = predict(images)
+        detections += detections_for_batch(boxes, scores, img_ids, shapes, cfg, label_to_category)
     return detections
+
+
+def run_detector(detector, dataset, cfg, label_to_category, progress=True):
+    """Run ``detector`` over an evaluation dataset; returns its COCO detections."""
+    return run_predictor(mindspore_predictor(detector), dataset, cfg, label_to_category, progress)
+
+
+def evaluate_predictor(predict, cfg, dataset, gt_json, output_dir, progress=True):
+    """COCO mAP of any ``predict`` function (MindSpore, onnxruntime...) on ``dataset`` over every image of
+    ``gt_json``; returns (mAP, stats, pycocotools summary text)."""
+    label_to_category = category_mapping(gt_json, cfg.classes)
+    detections = run_predictor(predict, dataset, cfg, label_to_category, progress)
+    return evaluate_detections(gt_json, detections, output_dir)
 
 
 def evaluate_network(network, cfg, dataset, gt_json, output_dir, progress=True):
@@ -66,6 +87,31 @@ def evaluate_network(network, cfg, dataset, gt_json, output_dir, progress=True):
     counts as one with no detections); returns (mAP, stats, pycocotools summary text)."""
     detector = SsdDetector(network, cfg)
     detector.set_train(False)
-    label_to_category = category_mapping(gt_json, cfg.classes)
-    detections = run_detector(detector, dataset, cfg, label_to_category, progress)
-    return evaluate_detections(gt_json, detections, output_dir)
+    return evaluate_predictor(mindspore_predictor(detector), cfg, dataset, gt_json, output_dir, progress)
+
+
+def checkpoint_predictor(cfg, checkpoint_path):
+    """``predict`` for a checkpoint on the runtime named by ``cfg.infer_backend``: ``mindspore`` (the
+    network of ``cfg``) or ``onnxruntime`` (the checkpoint exported to ONNX first, see src/onnx_backend.py)."""
+    from src.checkpoints import load_network_checkpoint
+    from src.models import build_ssd
+
+    backend = cfg.get("infer_backend") or "mindspore"
+    if backend == "onnxruntime":
+        from src.onnx_backend import onnxruntime_predictor
+        return onnxruntime_predictor(cfg, checkpoint_path)
+    if backend != "mindspore":
+        raise UserError("infer_backend must be mindspore or onnxruntime, got '%s'" % backend)
+    network = build_ssd(cfg)
+    load_network_checkpoint(network, checkpoint_path)
+    network.set_train(False)
+    detector = SsdDetector(network, cfg)
+    detector.set_train(False)
+    return mindspore_predictor(detector)
+
+
+def print_evaluation(summary, mean_ap):
+    """What eval.py prints after an evaluation: pycocotools' summary, a rule, then ``mAP: ...``."""
+    print(summary)
+    print("\n========================================\n")
+    print("mAP: %s" % mean_ap)
