@@ -2,60 +2,51 @@
 
 Prints pycocotools' 12-line summary, then ``mAP: <AP@[.5:.95]>``; the detections go to
 ``output_path/predictions.json``. The older ``--checkpoint_path=CKPT`` spelling works too.
+``--visualize=N`` also saves N images with ground truth and predictions side by side to
+``output_path/visualize/``. ``--infer_backend=onnxruntime`` exports the checkpoint to ONNX and runs it
+with onnxruntime (much faster on CPU; same figures within rounding).
 """
 import os
 import sys
 
 from src.config import load_config_or_exit
-
-
-from src.errors import UserError
-
-
-def checkpoint_argument(cfg):
-    """The checkpoint to evaluate: checkpoint_file_path, or a file given as the model zoo's checkpoint_path."""
-    path = cfg.checkpoint_file_path
-    if not path and str(cfg.checkpoint_path).endswith(".ckpt"):
-        path = cfg.checkpoint_path
-    if not path:
-        raise UserError("no checkpoint given: pass --checkpoint_file_path=PATH/TO/ssd-60_50.ckpt")
-    if not os.path.isfile(path):
-        raise UserError("checkpoint not found: %s" % path)
-    return path
+from src.errors import exit_status
 
 
 def evaluate(cfg):
     from src.data.pipeline import create_ssd_dataset
     from src.data.prepare import prepare_split
+    from src.checkpoints import checkpoint_to_load
     from src.device import setup_device
-    from src.inference import evaluate_network
-    from src.models import build_ssd
-    from src.checkpoints import load_network_checkpoint
+    from src.inference import checkpoint_predictor, evaluate_predictor, print_evaluation
 
-    path = checkpoint_argument(cfg)
+    path = checkpoint_to_load(cfg)
     setup_device(cfg)
-    network = build_ssd(cfg)
-    load_network_checkpoint(network, path)
+    predict = checkpoint_predictor(cfg, path)
     info = prepare_split(cfg, False)
     dataset = create_ssd_dataset(cfg, info["files"], False, cfg.eval_batch_size)
-    network.set_train(False)
-    mean_ap, _, summary = evaluate_network(network, cfg, dataset, info["gt_json"], cfg.output_path)
-    print(summary)
-    print("\n========================================\n")
-    print("mAP: %s" % mean_ap)
+    mean_ap, _, summary = evaluate_predictor(predict, cfg, dataset, info["gt_json"], cfg.output_path)
+    if cfg.visualize > 0:
+        save_visualizations(cfg, info)
+    print_evaluation(summary, mean_ap)
     return mean_ap
+
+
+def save_visualizations(cfg, info):
+    """--visualize N: the first N evaluation images, ground truth left and predictions right."""
+    from src.coco_eval import PREDICTIONS_FILE
+    from src.visualize import save_eval_visualizations
+
+    out_dir = os.path.join(cfg.output_path, "visualize")
+    written = save_eval_visualizations(info["files"], info["gt_json"], os.path.join(cfg.output_path, PREDICTIONS_FILE),
+                                       cfg.visualize, out_dir, cfg.score_threshold, list(cfg.classes))
+    print("visualize: %d images with ground truth (left) and predictions scoring above %g (right) in %s"
+          % (len(written), cfg.score_threshold, out_dir))
 
 
 def main(argv=None):
     cfg = load_config_or_exit(argv, description=__doc__.splitlines()[0])
-    from src.data.sources import DatasetError
-    from src.errors import UserError
-    try:
-        evaluate(cfg)
-    except (DatasetError, UserError) as err:
-        print("error: %s" % err, file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(evaluate, cfg)
 
 
 if __name__ == "__main__":

@@ -5,3 +5,16 @@ bug and keeps its traceback."""
 
 class UserError(Exception):
     """Bad input or setting, with a one-line message naming the file, key or record at fault."""
+
+
+def exit_status(action, *args):
+    """Run ``action(*args)`` for an entry script: 0 when it returns, 1 after printing a UserError (or a
+    DatasetError, its subclass) as one ``error: ...`` line on stderr."""
+    import sys
+
+    try:
+        action(*args)
+    except UserError as err:
+        print("error: %s" % err, file=sys.stderr)
+        return 1
+    return 0

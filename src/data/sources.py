@@ -16,8 +16,10 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from src.errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError, ValueError):
     """Bad dataset input, told in one line naming the file, the line or record, and what is wrong."""
 
 
@@ -27,7 +29,9 @@ class Sample:
 
     ``boxes`` are float64 ``[K, 4]`` ``x0, y0, x1, y1`` in 0-based continuous pixel coordinates,
     ``names`` the class name of each box, ``crowd`` / ``difficult`` bool ``[K]`` flags, ``size`` the
-    ``(height, width)`` the annotation states (None when it states none).
+    ``(height, width)`` the annotation states (None when it states none). ``where`` names the record
+    (``train.txt:7``, the xml file, ``instances.json: image id 12``) and ``box_where`` each box in it,
+    for reports (:mod:`src.data.check`).
     """
     img_id: int
     path: str
@@ -37,15 +41,30 @@ class Sample:
     crowd: np.ndarray
     difficult: np.ndarray
     size: Optional[Tuple[int, int]] = None
+    where: str = ""
+    box_where: Optional[list] = None
 
 
-def make_sample(img_id, path, file_name, boxes, names, crowd=None, difficult=None, size=None):
+def make_sample(img_id, path, file_name, boxes, names, crowd=None, difficult=None, size=None, where="",
+                box_where=None):
     """Build a :class:`Sample`, giving absent flags their all-False default."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     count = len(boxes)
     crowd = np.zeros(count, bool) if crowd is None else np.asarray(crowd, bool).reshape(count)
     difficult = np.zeros(count, bool) if difficult is None else np.asarray(difficult, bool).reshape(count)
-    return Sample(int(img_id), path, file_name, boxes, list(names), crowd, difficult, size)
+    return Sample(int(img_id), path, file_name, boxes, list(names), crowd, difficult, size, where,
+                  box_where)
+
+
+def raise_or_collect(errors, err):
+    """Raise ``err`` (the converter stops), or record it when a reader collects problems.
+
+    Every reader has an ``errors`` attribute, None by default; :mod:`src.data.check` sets it to a list,
+    and the reader then records each bad record and skips it instead of stopping at the first.
+    """
+    if errors is None:
+        raise err
+    errors.append(err)
 
 
 def require_dir(path, key, what):
@@ -79,6 +98,7 @@ class CocoSource:
     """COCO instances json: ``coco_root/instances_set.format(data_type)``, images in ``coco_root/data_type``."""
 
     kind = "coco"
+    errors = None
 
     def __init__(self, cfg, is_training):
         key = "train_data_type" if is_training else "val_data_type"
@@ -107,7 +127,10 @@ class CocoSource:
         self.cat_names = {cat.get("id"): str(cat.get("name")) for cat in data.get("categories", [])}
         self.anns = defaultdict(list)
         for ann in data.get("annotations", []):
-            self.anns[ann.get("image_id")].append(check_coco_ann(self.anno_path, ann))
+            try:
+                self.anns[ann.get("image_id")].append(check_coco_ann(self.anno_path, ann))
+            except DatasetError as err:
+                raise_or_collect(self.errors, err)
         self.images = data["images"]
 
     def __len__(self):
@@ -117,7 +140,12 @@ class CocoSource:
     def __iter__(self):
         self.load()
         for index, image in enumerate(self.images):
-            yield self.sample(index, image)
+            try:
+                sample = self.sample(index, image)
+            except DatasetError as err:
+                raise_or_collect(self.errors, err)
+                continue
+            yield sample
 
     def sample(self, index, image):
         """The Sample of one ``images`` entry; COCO ``[x, y, w, h]`` boxes become ``x0, y0, x1, y1``."""
@@ -130,7 +158,9 @@ class CocoSource:
         crowd = [ann[2] for ann in anns]
         size = positive_size(image.get("height"), image.get("width"))
         return make_sample(image["id"], os.path.join(self.image_dir, image["file_name"]),
-                           image["file_name"], boxes, names, crowd=crowd, size=size)
+                           image["file_name"], boxes, names, crowd=crowd, size=size,
+                           where="%s: image id %s" % (self.anno_path, image["id"]),
+                           box_where=["annotation id %s" % ann[3] for ann in anns])
 
     def category_ids(self, classes):
         """For each label (index in ``classes``), the COCO category id of that name (None if absent)."""
@@ -149,20 +179,21 @@ def load_json(path):
 
 
 def check_coco_ann(path, ann):
-    """``(bbox, category_id, iscrowd)`` of one COCO annotation, or a DatasetError naming it."""
+    """``(bbox, category_id, iscrowd, id)`` of one COCO annotation, or a DatasetError naming it."""
     bbox = ann.get("bbox")
     ok = isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
     if not ok or "image_id" not in ann:
         raise DatasetError("%s: annotation id %s: needs 'image_id' and a 'bbox' of 4 numbers, got %r"
                            % (path, ann.get("id"), bbox))
-    return bbox, ann.get("category_id"), bool(ann.get("iscrowd", 0))
+    return bbox, ann.get("category_id"), bool(ann.get("iscrowd", 0)), ann.get("id")
 
 
 class VocSource:
     """Pascal VOC: ``ImageSets/Main/{train,val}.txt``, ``Annotations/<id>.xml``, ``JPEGImages/<filename>``."""
 
     kind = "voc"
+    errors = None
 
     def __init__(self, cfg, is_training):
         root = cfg.voc_root
@@ -196,34 +227,47 @@ class VocSource:
         self.load()
         for index, (lineno, image_id) in enumerate(self.ids, 1):
             xml_path = os.path.join(self.anno_dir, image_id + ".xml")
-            if not os.path.isfile(xml_path):
-                raise DatasetError("%s:%d: annotation file not found: %s" % (self.list_path, lineno, xml_path))
-            yield parse_voc_xml(xml_path, index, self.image_dir, image_id)
+            try:
+                if not os.path.isfile(xml_path):
+                    raise DatasetError("%s:%d: annotation file not found: %s" % (self.list_path, lineno, xml_path))
+                sample = parse_voc_xml(xml_path, index, self.image_dir, image_id, self.errors)
+            except DatasetError as err:
+                raise_or_collect(self.errors, err)
+                continue
+            yield sample
 
     def category_ids(self, classes):
         """Labels are the category ids of the gt json this converter writes."""
         return [None] + list(range(1, len(classes)))
 
 
-def parse_voc_xml(xml_path, img_id, image_dir, image_id):
-    """The Sample of one VOC xml file; a malformed file stops with a DatasetError naming it."""
+def parse_voc_xml(xml_path, img_id, image_dir, image_id, errors=None):
+    """The Sample of one VOC xml file; a malformed file stops with a DatasetError naming it.
+
+    With an ``errors`` list a bad bndbox is recorded there and its object skipped.
+    """
     try:
         root = ElementTree.parse(xml_path).getroot()
     except ElementTree.ParseError as err:
         raise DatasetError("%s: malformed XML: %s" % (xml_path, err)) from None
     file_name = (root.findtext("filename") or "").strip() or image_id + ".jpg"
     size = positive_size(root.findtext("size/height"), root.findtext("size/width"))
-    boxes, names, difficult = [], [], []
+    boxes, names, difficult, box_where = [], [], [], []
     for number, obj in enumerate(root.findall("object"), 1):
+        try:
+            boxes.append(voc_bndbox(xml_path, number, obj))
+        except DatasetError as err:
+            raise_or_collect(errors, err)
+            continue
         names.append((obj.findtext("name") or "").strip())
         difficult.append((obj.findtext("difficult") or "0").strip() not in ("0", ""))
-        boxes.append(voc_bndbox(xml_path, number, obj))
+        box_where.append("object %d" % number)
     boxes = np.array(boxes, np.float64).reshape(-1, 4)
     # VOC pixel coordinates are 1-based and inclusive: pixel i covers [i - 1, i] in continuous
     # 0-based coordinates, so the usual conversion subtracts 1 from xmin and ymin only.
     boxes[:, :2] -= 1.0
     return make_sample(img_id, os.path.join(image_dir, file_name), file_name, boxes, names,
-                       difficult=difficult, size=size)
+                       difficult=difficult, size=size, where=xml_path, box_where=box_where)
 
 
 def voc_bndbox(xml_path, number, obj):
@@ -246,6 +290,7 @@ class TxtSource:
     """TXT (``dataset: other``): ``relative/path.jpg x0,y0,x1,y1,cls ...`` per line, paths under image_dir."""
 
     kind = "other"
+    errors = None
 
     def __init__(self, cfg, is_training):
         key = "anno_path" if is_training or not cfg.get("val_anno_path") else "val_anno_path"
@@ -275,10 +320,18 @@ class TxtSource:
     def parse_line(self, lineno, line, img_id):
         """One non-blank line: the image path then zero or more ``x0,y0,x1,y1,cls`` boxes."""
         tokens = line.split()
-        parsed = [parse_txt_box(self.anno_path, lineno, token, self.classes) for token in tokens[1:]]
-        boxes = [coords for coords, _ in parsed]
-        names = [name for _, name in parsed]
-        return make_sample(img_id, os.path.join(self.image_dir, tokens[0]), tokens[0], boxes, names)
+        boxes, names, box_where = [], [], []
+        for token in tokens[1:]:
+            try:
+                coords, name = parse_txt_box(self.anno_path, lineno, token, self.classes)
+            except DatasetError as err:
+                raise_or_collect(self.errors, err)
+                continue
+            boxes.append(coords)
+            names.append(name)
+            box_where.append("box '%s'" % token)
+        return make_sample(img_id, os.path.join(self.image_dir, tokens[0]), tokens[0], boxes, names,
+                           where="%s:%d" % (self.anno_path, lineno), box_where=box_where)
 
     def __len__(self):
         self.load()
