@@ -53,7 +53,7 @@ def train_figures(cfg, batch, repeats):
             "forward_gflop_per_image": figure(flops / 1e9, 0.0, "GFLOP")}, network
 
 
-def inference_figures(cfg, network, repeats):
+def inference_figures(cfg, network, repeats, batches=(1, 8)):
     import mindspore as ms
     from src.inference import SsdDetector
     from src.postprocess import detect
@@ -61,7 +61,7 @@ def inference_figures(cfg, network, repeats):
     detector = SsdDetector(network, cfg)
     detector.set_train(False)
     out = {}
-    for batch in (1, 8):
+    for batch in batches:
         image = ms.Tensor(np.random.default_rng(1).standard_normal((batch, 3) + tuple(cfg.img_shape)).astype(np.float32))
         alone = measure(lambda: detector(image)[1].asnumpy(), repeats=repeats, warmup=2)
 
@@ -76,13 +76,52 @@ def inference_figures(cfg, network, repeats):
     return out
 
 
-def model_figures(cfg, batch, mode, repeats):
+def deploy_figures(cfg, repeats):
+    """Milliseconds per image at batch 1 of the exported detector (plain formulation, untrained weights)
+    run by MindSpore from the MINDIR (``nn.GraphCell``) and by onnxruntime from the ONNX file (CPU),
+    and the seconds each export takes (one run, compilation included)."""
+    import tempfile
+
+    import mindspore as ms
+    from mindspore import nn
+    from src.export import export_detector, exportable_config
+    from src.inference import SsdDetector
+    from src.models import build_ssd
+    from src.onnx_backend import OnnxDetector
+
+    network = build_ssd(exportable_config(cfg))
+    network.set_train(False)
+    detector = SsdDetector(network, cfg)
+    detector.set_train(False)
+    image = np.random.default_rng(2).standard_normal((1, 3) + tuple(cfg.img_shape)).astype(np.float32)
+    out, paths = {}, {}
+    with tempfile.TemporaryDirectory(prefix="ssd_deploy_") as tmp:
+        for file_format in ("MINDIR", "ONNX"):
+            start = time.perf_counter()
+            paths[file_format] = export_detector(detector, cfg, os.path.join(tmp, "ssd"), file_format)
+            out["export_%s_s" % file_format.lower()] = figure(time.perf_counter() - start, 0.0, "s")
+        graph, tensor = nn.GraphCell(ms.load(paths["MINDIR"])), ms.Tensor(image)
+        mindspore_run = measure(lambda: [t.asnumpy() for t in graph(tensor)], repeats=repeats, warmup=2)
+        session = OnnxDetector(paths["ONNX"])
+        onnx_run = measure(lambda: session(image), repeats=max(repeats, 3), warmup=2)
+    out["mindspore_mindir_b1_ms"] = figure(1000 * mindspore_run["median"], mindspore_run["noise"], "ms")
+    out["onnxruntime_b1_ms"] = figure(1000 * onnx_run["median"], onnx_run["noise"], "ms")
+    out["onnxruntime_speedup"] = figure(mindspore_run["median"] / onnx_run["median"], 0.0, "x")
+    return out
+
+
+def model_figures(cfg, batch, mode, repeats, infer_batches=(1, 8), train=True):
+    """Training (unless ``train`` is False) and inference figures of one model."""
     from src.device import set_mode
+    from src.models import build_ssd
     set_mode(mode)
-    train, network = train_figures(cfg, batch, repeats)
-    result = {"input": "%dx%d" % tuple(cfg.img_shape), "batch": batch, "mode": mode, "train": train,
-              "peak_rss_after_train_gib": figure(peak_rss_gib(), 0.0, "GiB")}
-    result["inference"] = inference_figures(cfg, network, repeats)
+    result = {"input": "%dx%d" % tuple(cfg.img_shape), "batch": batch, "mode": mode}
+    if train:
+        result["train"], network = train_figures(cfg, batch, repeats)
+        result["peak_rss_after_train_gib"] = figure(peak_rss_gib(), 0.0, "GiB")
+    else:
+        network = build_ssd(cfg)
+    result["inference"] = inference_figures(cfg, network, repeats, infer_batches)
     return result
 
 
@@ -110,11 +149,20 @@ def data_figures(cfg, tmp, repeats, smoke=False):
     encode = encode_run(cfg, repeats=max(3, repeats), number=20 if smoke else 200)
     post = [benchmark_postprocess(repeats=5 if smoke else 50) for _ in range(max(1, repeats))]
     return {"pipeline_images_per_s": figure(count / pipeline["median"], pipeline["noise"], "img/s"),
-            "encode_1917_anchors_us": figure(encode["1917 anchors"]["vectorised_us"], encode["1917 anchors"]["noise"], "us"),
-            "encode_1917_per_box_loop_us": figure(encode["1917 anchors"]["per_box_loop_us"], 0.0, "us"),
-            "encode_51150_anchors_us": figure(encode["51150 anchors"]["vectorised_us"], encode["51150 anchors"]["noise"], "us"),
+            **encode_figures(encode),
             "postprocess_ms_per_image": figure(np.median(post), (max(post) - min(post)) / np.median(post), "ms"),
             "coco_eval_s": coco_eval_figure(local, tmp, repeats)}
+
+
+def encode_figures(encode):
+    """Matching + encoding per image: the compiled path the pipeline runs, numpy, and a per-box loop."""
+    out = {}
+    for anchors in ("1917", "51150"):
+        row = encode["%s anchors" % anchors]
+        out["encode_%s_anchors_us" % anchors] = figure(row["compiled_us"], row["compiled_noise"], "us")
+        out["encode_%s_numpy_us" % anchors] = figure(row["vectorised_us"], row["vectorised_noise"], "us")
+        out["encode_%s_per_box_loop_us" % anchors] = figure(row["per_box_loop_us"], row["per_box_loop_noise"], "us")
+    return out
 
 
 def coco_eval_figure(cfg, tmp, repeats):

@@ -71,8 +71,9 @@ def direct_map(root, predictions):
 
 def test_kill_9_then_resume(tiny):
     args = args_for(tiny, "resume", epoch_size=3)
-    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] + args, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(str(tiny / "resume.log"), "w") as log:
+        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] + args, cwd=ROOT,
+                                   stdout=log, stderr=subprocess.STDOUT)
     first = os.path.join(str(tiny / "resume" / "ckpt"), "ssd-1_2.ckpt")
     deadline = time.time() + 600
     while not os.path.exists(first) and process.poll() is None and time.time() < deadline:
@@ -122,3 +123,29 @@ def test_missing_dataset_is_one_line(tmp_path):
     done = run_script("train.py", ["--coco_root=%s" % (tmp_path / "nowhere"), "--mindrecord_dir=%s" % tmp_path])
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "nowhere" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+SMALL_INPUT = {"img_shape": "[160,160]", "feature_size": "[10,5,3,2,1,1]",
+               "steps": "[16,32,53.333333,80,160,160]", "num_ssd_boxes": 540}
+
+
+def average_precision_at_50(stdout):
+    """AP@0.5 from pycocotools' summary line."""
+    line = [l for l in stdout.splitlines() if "Average Precision" in l and "IoU=0.50 " in l][0]
+    return float(line.rsplit("=", 1)[1])
+
+
+def test_overfits_a_few_images(tmp_path):
+    """Learning, shown: trained without augmentation on 8 images and evaluated on the same 8
+    (``val_data_type=train2017``), the detector finds them."""
+    from src.data.shapes import generate_shapes
+    generate_shapes(str(tmp_path / "shapes"), num_train=8, num_val=2, seed=11)
+    args = args_for(tmp_path, "overfit", batch_size=4, epoch_size=30, warmup_epochs=2, lr=0.05, log_interval=20,
+                    save_checkpoint_epochs=30, augment=False, val_data_type="train2017", final_eval=True,
+                    **SMALL_INPUT)
+    done = run_script("train.py", args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    first_loss = float(done.stdout.split("epoch: 1 step: 2, loss is ")[1].split()[0])
+    last_loss = float(done.stdout.split("epoch: 30 step: 2, loss is ")[1].split()[0])
+    assert last_loss < first_loss / 3
+    assert average_precision_at_50(done.stdout) >= 0.8

@@ -199,6 +199,14 @@ def train_transform(image_bgr, boxes, labels, rng, img_shape, use_expand=False, 
     return to_chw(image), np.clip(boxes[keep], 0, 1).astype(np.float32), labels[keep]
 
 
+def resize_only_transform(image_bgr, boxes, labels, img_shape):
+    """Training sample without augmentation (``augment: False``): resize and normalise only; for
+    overfitting checks and debugging, not for real training."""
+    boxes, labels = as_boxes(boxes), np.asarray(labels, np.int32).reshape(-1)
+    image, boxes = resize(image_bgr, boxes, img_shape)
+    return to_chw(image), np.clip(boxes, 0, 1).astype(np.float32), labels
+
+
 def eval_transform(image_bgr, img_shape):
     """Evaluation input: resize to ``img_shape`` and normalise (no randomness) -> CHW float32."""
     return to_chw(resize(image_bgr, as_boxes([]), img_shape)[0])
