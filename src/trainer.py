@@ -55,6 +55,16 @@ def freeze(network, part):
             param.requires_grad = False
 
 
+def check_resumable(path, saved, expected):
+    """A UserError naming the first parameter whose shape in the checkpoint ``path`` differs from this run's
+    (a checkpoint folder left by another model, input size or class count)."""
+    for name, param in expected.items():
+        if name in saved and tuple(saved[name].shape) != tuple(param.shape):
+            raise UserError("cannot resume from %s: %s has shape %s there but %s in this run (another model or "
+                            "settings wrote it); pass another --checkpoint_path or --resume=False"
+                            % (path, name, list(saved[name].shape), list(param.shape)))
+
+
 class Trainer:
     """Holds what one training run needs; ``run()`` trains from the right epoch to ``epoch_size``."""
 
@@ -87,6 +97,7 @@ class Trainer:
         epoch, path = latest_checkpoint(self.ckpt_dir, PREFIX) if self.cfg.resume else (0, None)
         if path:
             params = ms.load_checkpoint(path)
+            check_resumable(path, params, self.step.parameters_dict())
             ms.load_param_into_net(self.step, params, strict_load=False)
             print("resuming from %s (epoch %d)" % (path, epoch))
             return epoch

@@ -408,3 +408,29 @@ def test_batch_norm_with_model_settings_fast_matches_plain(eps, momentum, train,
     for stat in ("moving_mean", "moving_variance"):
         np.testing.assert_allclose(getattr(fast[0], stat).asnumpy(), getattr(plain[0], stat).asnumpy(),
                                    rtol=1e-5, atol=1e-6)
+
+
+# ---- ONNX export of every model ------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", MODELS)
+@needs_kernels
+def test_onnx_export_matches_the_network(model, tmp_path):
+    """The exported detector (plain formulation, network + decoding + sigmoid) run by onnxruntime gives
+    the network's boxes and scores (its fast formulation, in GRAPH mode) within 1e-4."""
+    from src.export import export_detector
+    from src.onnx_backend import OnnxDetector
+
+    cfg = small_cfg(model)
+    detectors = []
+    for fast in (False, True):
+        net = build_ssd(cfg.replace(fast_conv=fast))
+        load_checkpoint_into(net, linear_regime_values(build_ssd(cfg.replace(fast_conv=False))))
+        net.set_train(False)
+        detectors.append(SsdDetector(net, cfg))
+        detectors[-1].set_train(False)
+    path = export_detector(detectors[0], cfg, str(tmp_path / model), "ONNX")
+    x = image((1, 3) + tuple(cfg.img_shape), seed=5)
+    onnx_boxes, onnx_scores = OnnxDetector(path)(x.asnumpy())
+    boxes, scores = (o.asnumpy() for o in detectors[1](x))
+    np.testing.assert_allclose(onnx_boxes, boxes, atol=1e-4)
+    np.testing.assert_allclose(onnx_scores, scores, atol=1e-4)

@@ -119,6 +119,17 @@ def test_checkpoint_for_other_class_count_is_named(tiny, tmp_path):
     assert "multi_cls_layers" in done.stderr and "[15, 576, 1, 1]" in done.stderr and "243" in done.stderr
 
 
+def test_resuming_from_another_models_checkpoint_names_the_parameter():
+    import numpy as np
+    from src.errors import UserError
+    from src.trainer import check_resumable
+    expected = {"network.head.weight": np.zeros((15, 576, 1, 1)), "global_step": np.zeros(1)}
+    check_resumable("same.ckpt", {"network.head.weight": np.ones((15, 576, 1, 1))}, expected)
+    with pytest.raises(UserError, match=r"cannot resume from old.ckpt: network.head.weight has shape "
+                                        r"\[243, 576, 1, 1\] there but \[15, 576, 1, 1\] in this run"):
+        check_resumable("old.ckpt", {"network.head.weight": np.ones((243, 576, 1, 1))}, expected)
+
+
 def test_missing_dataset_is_one_line(tmp_path):
     done = run_script("train.py", ["--coco_root=%s" % (tmp_path / "nowhere"), "--mindrecord_dir=%s" % tmp_path])
     assert done.returncode == 1 and "Traceback" not in done.stderr

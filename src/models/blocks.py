@@ -283,7 +283,8 @@ class Upsample(nn.Cell):
 
 class L2Norm(nn.Cell):
     """Scales every position's channel vector to unit L2 norm, then by a learned per-channel ``scale``
-    (initialised to ``scale_init``; SSD paper section 3.1 and ParseNet, Liu et al. 2015)."""
+    (initialised to ``scale_init``; SSD paper section 3.1 and ParseNet, Liu et al. 2015). Written as a
+    division by ``sqrt`` because MindSpore's ONNX export has no mapping for ``rsqrt``."""
 
     def __init__(self, channels, scale_init=20.0, channels_last=False, eps=1e-10):
         super().__init__()
@@ -293,6 +294,6 @@ class L2Norm(nn.Cell):
         self.eps = eps
 
     def construct(self, x):
-        norm = ops.rsqrt((x * x).sum(self.axis, keepdims=True) + self.eps)
-        return x * norm * ops.reshape(self.scale, self.shape)
+        norm = ops.sqrt((x * x).sum(self.axis, keepdims=True) + self.eps)
+        return x / norm * ops.reshape(self.scale, self.shape)
 
