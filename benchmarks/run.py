@@ -16,8 +16,6 @@ import resource
 import sys
 import tempfile
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -56,7 +54,8 @@ def machine():
 def table(results):
     lines = ["%-44s %14s %8s" % ("figure", "value", "noise")]
     for key, entry in flatten(results):
-        lines.append("%-44s %14.4g %7.0f%%" % (key, entry["value"], 100 * entry.get("noise", 0.0)))
+        value = "n/a" if entry["value"] is None else "%.4g" % entry["value"]
+        lines.append("%-44s %14s %7.0f%%" % (key, value, 100 * entry.get("noise", 0.0)))
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@
 #   bash scripts/run_distribute_train_msrun.sh [DEVICE_NUM] [EPOCH_SIZE] [LR] [DATASET] [CONFIG_PATH] \
 #       [PRE_TRAINED](optional) [PRE_TRAINED_EPOCH_SIZE](optional) [--key=value ...](optional)
 #   e.g. DEVICE_TARGET=Ascend bash scripts/run_distribute_train_msrun.sh 8 500 0.2 coco config/ssd300.yaml
-#        DEVICE_TARGET=CPU bash scripts/run_distribute_train_msrun.sh 2 60 0.05 coco default_config.yaml
+#        DEVICE_TARGET=CPU bash scripts/run_distribute_train_msrun.sh 2 5 0.2 coco default_config.yaml
 #
 # DEVICE_NUM workers start on this machine (worker i on device i); the arguments are those of
 # run_distribute_train_gpu.sh. Environment: DEVICE_TARGET (default: the config's device_target),

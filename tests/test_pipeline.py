@@ -4,6 +4,7 @@ import pytest
 from src.data.convert import ensure_mindrecord
 from src.data.pipeline import create_ssd_dataset, split_annotation
 from src.data.shapes import generate_shapes
+from conftest import SSD300_ARGS
 
 
 @pytest.fixture(scope="module")
@@ -12,7 +13,7 @@ def shapes_cfg(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     generate_shapes(str(root / "shapes"), num_train=12, num_val=5, seed=3)
     return load_config(["--coco_root=%s" % (root / "shapes"), "--mindrecord_dir=%s" % (root / "mr"),
-                        "--num_parallel_workers=2"])
+                        "--num_parallel_workers=2", "--augment=True"] + SSD300_ARGS)
 
 
 def rows(dataset):

@@ -120,7 +120,6 @@ def test_checkpoint_for_other_class_count_is_named(tiny, tmp_path):
 
 
 def test_resuming_from_another_models_checkpoint_names_the_parameter():
-    import numpy as np
     from src.errors import UserError
     from src.trainer import check_resumable
     expected = {"network.head.weight": np.zeros((15, 576, 1, 1)), "global_step": np.zeros(1)}
@@ -152,8 +151,8 @@ def test_overfits_a_few_images(tmp_path):
     from src.data.shapes import generate_shapes
     generate_shapes(str(tmp_path / "shapes"), num_train=8, num_val=2, seed=11)
     args = args_for(tmp_path, "overfit", batch_size=4, epoch_size=30, warmup_epochs=2, lr=0.05, log_interval=20,
-                    save_checkpoint_epochs=30, augment=False, val_data_type="train2017", final_eval=True,
-                    **SMALL_INPUT)
+                    save_checkpoint_epochs=30, augment=False, match_threshold=0.5, val_data_type="train2017",
+                    final_eval=True, **SMALL_INPUT)
     done = run_script("train.py", args)
     assert done.returncode == 0, done.stderr[-2000:]
     first_loss = float(done.stdout.split("epoch: 1 step: 2, loss is ")[1].split()[0])
