@@ -81,7 +81,7 @@ def main(argv=None):
         if "deploy" not in skip:
             results["models"][name]["deploy"] = sections.deploy_figures(cfg, repeats)
     results["peak_rss_gib"] = {"value": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
-    cfg = load_config([])
+    cfg = model_config(args.models.split(",")[0], args.smoke)
     with tempfile.TemporaryDirectory() as tmp:
         if "data" not in skip:
             results["data"] = sections.data_figures(cfg, tmp, repeats, smoke=args.smoke)
