@@ -274,6 +274,19 @@ inline float PassGrad(float t, float g) {
   return (!R || (t > 0.f && t < 6.f)) ? g : 0.f;
 }
 
+// y = Activate(x * scale + shift) per channel, rows [N, C] in parallel.
+template <bool R>
+void ScaleShift(const float *x, float *y, const float *sc, const float *sh, int64_t N, int64_t C) {
+  ParallelFor(N, 2 * C, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float *p = x + r * C;
+      float *q = y + r * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) q[c] = Activate<R>(p[c] * sc[c] + sh[c]);
+    }
+  });
+}
+
 template <bool R>
 void BnForward(const float *x, const float *gamma, const float *beta, const float *moving_mean,
                const float *moving_var, float *y, float *mean, float *var, float *new_mean, float *new_var,
@@ -300,15 +313,7 @@ void BnForward(const float *x, const float *gamma, const float *beta, const floa
     const double unbiased = v * N / std::max<int64_t>(N - 1, 1);
     new_var[c] = static_cast<float>(kMomentum * moving_var[c] + (1.0 - kMomentum) * unbiased);
   }
-  const float *sc = scale.data(), *sh = shift.data();
-  ParallelFor(N, 2 * C, [&](int64_t lo, int64_t hi, int) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const float *p = x + r * C;
-      float *q = y + r * C;
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) q[c] = Activate<R>(p[c] * sc[c] + sh[c]);
-    }
-  });
+  ScaleShift<R>(x, y, scale.data(), shift.data(), N, C);
 }
 
 template <bool R>
@@ -364,15 +369,7 @@ void BnApply(const float *x, const float *gamma, const float *beta, const float 
              int64_t N, int64_t C) {
   std::vector<float> scale(C), shift(C), rstd(C);
   Affine(gamma, beta, mean, var, C, &scale, &shift, &rstd);
-  const float *sc = scale.data(), *sh = shift.data();
-  ParallelFor(N, 2 * C, [&](int64_t lo, int64_t hi, int) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const float *p = x + r * C;
-      float *q = y + r * C;
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) q[c] = Activate<R>(p[c] * sc[c] + sh[c]);
-    }
-  });
+  ScaleShift<R>(x, y, scale.data(), shift.data(), N, C);
 }
 
 template <bool R>
