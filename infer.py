@@ -16,7 +16,7 @@ import os
 import sys
 
 from src.config import load_config_or_exit
-from src.errors import UserError
+from src.errors import UserError, exit_status
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 DETECTIONS_FILE = "detections.json"
@@ -123,20 +123,20 @@ def infer(cfg):
     return images, detections, skipped
 
 
-def main(argv=None):
-    """Command line: detect in every input image, then print one summary line (exit 1 on bad input)."""
-    cfg = load_config_or_exit(argv, description=__doc__.splitlines()[0])
-    try:
-        images, detections, skipped = infer(cfg)
-    except UserError as err:
-        print("error: %s" % err, file=sys.stderr)
-        return 1
+def infer_and_report(cfg):
+    """Detect in every input image, then print one summary line."""
+    images, detections, skipped = infer(cfg)
     out_dir = output_folder(cfg)
     print("%d image%s, %d detection%s with score > %g: drawn images in %s, all detections in %s%s"
           % (len(images), "" if len(images) == 1 else "s", len(detections), "" if len(detections) == 1 else "s",
              cfg.score_threshold, out_dir, os.path.join(out_dir, DETECTIONS_FILE),
              "; %d unreadable image%s skipped" % (len(skipped), "" if len(skipped) == 1 else "s") if skipped else ""))
-    return 0
+
+
+def main(argv=None):
+    """Command line: detect and report; a user error is one line and status 1."""
+    cfg = load_config_or_exit(argv, description=__doc__.splitlines()[0])
+    return exit_status(infer_and_report, cfg)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 import time
 
 from src.config import load_config_or_exit
-from src.errors import UserError
+from src.errors import UserError, exit_status
 
 
 def mindir_file(file_name):
@@ -83,17 +83,17 @@ def run_mindir(cfg):
     return done, skipped, 1000.0 * seconds / max(done, 1)
 
 
+def run_and_report(cfg):
+    """Write the outputs of every image, then print one summary line."""
+    done, skipped, ms_per_image = run_mindir(cfg)
+    print("%d images: outputs in %s (%.1f ms per image)%s"
+          % (done, cfg.result_path, ms_per_image, "; %d unreadable skipped" % len(skipped) if skipped else ""))
+
+
 def main(argv=None):
     """Entry point: write the outputs of every image; a user error is one line and status 1."""
     cfg = load_config_or_exit(argv, description=__doc__.splitlines()[0])
-    try:
-        done, skipped, ms_per_image = run_mindir(cfg)
-    except UserError as err:
-        print("error: %s" % err, file=sys.stderr)
-        return 1
-    print("%d images: outputs in %s (%.1f ms per image)%s"
-          % (done, cfg.result_path, ms_per_image, "; %d unreadable skipped" % len(skipped) if skipped else ""))
-    return 0
+    return exit_status(run_and_report, cfg)
 
 
 if __name__ == "__main__":
