@@ -16,6 +16,7 @@ import numpy as np
 
 from src.batch_norm_stats import recompute_batch_norm_statistics
 from src.checkpoints import checkpoint_file, latest_checkpoint, load_network_checkpoint, prune, save_atomic
+from src.coco_eval import write_json_atomic
 from src.data.pipeline import create_ssd_dataset
 from src.data.prepare import prepare_split
 from src.errors import UserError
@@ -143,9 +144,7 @@ class Trainer:
                 earlier = json.load(stream)
             record = earlier if earlier.get("group_size") == self.group_size else record
         record["epochs"][str(epoch)] = sorted(seen)
-        os.makedirs(self.cfg.output_path, exist_ok=True)
-        with open(path, "w") as stream:
-            json.dump(record, stream)
+        write_json_atomic(path, record)
 
     def evaluate(self, progress=False):
         info = prepare_split(self.cfg, False)
