@@ -41,7 +41,7 @@ def train_figures(cfg, batch, repeats):
     network = build_ssd(cfg)
     net_with_loss = SsdWithLoss(network, cfg.num_classes, cfg.gamma, cfg.alpha)
     optimizer = make_optimizer(net_with_loss, np.full(1000, 0.01, np.float32), cfg.momentum, cfg.weight_decay)
-    scaler, dynamic = make_scaler(cfg.device_target, cfg.loss_scale)
+    scaler, dynamic = make_scaler(cfg.device_target, cfg.loss_scale, cfg.get("use_float16", False))
     step = TrainStep(net_with_loss, optimizer, scaler, dynamic)
     network.set_train(True)
     inputs = [ms.Tensor(x) for x in fake_batch(cfg, batch)]

@@ -85,7 +85,7 @@ class Trainer:
         self.net_with_loss = SsdWithLoss(self.network, cfg.num_classes, cfg.gamma, cfg.alpha)
         self.learning_rates = learning_rates_from_config(cfg, self.steps_per_epoch)
         self.optimizer = make_optimizer(self.net_with_loss, self.learning_rates, cfg.momentum, cfg.weight_decay)
-        scaler, self.dynamic = make_scaler(cfg.device_target, cfg.loss_scale)
+        scaler, self.dynamic = make_scaler(cfg.device_target, cfg.loss_scale, cfg.get("use_float16", False))
         self.step = TrainStep(self.net_with_loss, self.optimizer, scaler, self.dynamic, group_size > 1)
         self.ckpt_dir = rank_dir(cfg, rank, group_size)
         self.start_epoch = self.restore()
