@@ -147,15 +147,17 @@ def average_precision_at_50(stdout):
 
 def test_overfits_a_few_images(tmp_path):
     """Learning, shown: trained without augmentation on 8 images and evaluated on the same 8
-    (``val_data_type=train2017``), the detector finds them."""
+    (``val_data_type=train2017``), the detector finds them. 80 steps: after 60 the AP@0.5 still
+    depended on rounding (0.73 to 0.98 across kernel versions and thread counts, which change the
+    order of float sums); after 80 it was 0.92 to 0.98."""
     from src.data.shapes import generate_shapes
     generate_shapes(str(tmp_path / "shapes"), num_train=8, num_val=2, seed=11)
-    args = args_for(tmp_path, "overfit", batch_size=4, epoch_size=30, warmup_epochs=2, lr=0.05, log_interval=20,
-                    save_checkpoint_epochs=30, augment=False, match_threshold=0.5, val_data_type="train2017",
+    args = args_for(tmp_path, "overfit", batch_size=4, epoch_size=40, warmup_epochs=2, lr=0.05, log_interval=20,
+                    save_checkpoint_epochs=40, augment=False, match_threshold=0.5, val_data_type="train2017",
                     final_eval=True, **SMALL_INPUT)
     done = run_script("train.py", args)
     assert done.returncode == 0, done.stderr[-2000:]
     first_loss = float(done.stdout.split("epoch: 1 step: 2, loss is ")[1].split()[0])
-    last_loss = float(done.stdout.split("epoch: 30 step: 2, loss is ")[1].split()[0])
+    last_loss = float(done.stdout.split("epoch: 40 step: 2, loss is ")[1].split()[0])
     assert last_loss < first_loss / 3
     assert average_precision_at_50(done.stdout) >= 0.8

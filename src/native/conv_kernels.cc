@@ -108,95 +108,165 @@ template <int W> inline void LoadTaps(const float *taps, int64_t C, int64_t c0, 
   for (int t = 0; t < 9; ++t) k[t] = Load<W>(taps + t * C + c0);
 }
 
+// Output columns [lo, hi) whose three input columns ox*s - pl + 0..2 all lie inside [0, W).
+struct Interior {
+  int64_t lo, hi;
+  explicit Interior(const Geo &g) {
+    lo = std::min<int64_t>((g.pl + g.s - 1) / g.s, g.Wo);
+    hi = std::max<int64_t>(std::min<int64_t>(g.W + g.pl - 3 >= 0 ? (g.W + g.pl - 3) / g.s + 1 : 0, g.Wo), lo);
+  }
+};
+
+// The three input rows under output row ``row`` (b * Ho + oy); rows in the padding point at ``zeros``.
+inline void WindowRows(const float *x, const Geo &g, int64_t row, const float *zeros, const float **rows) {
+  const int64_t b = row / g.Ho, oy = row % g.Ho;
+  for (int ky = 0; ky < 3; ++ky) {
+    const int64_t iy = oy * g.s + ky - g.pt;
+    rows[ky] = (iy < 0 || iy >= g.H) ? zeros : x + (b * g.H + iy) * g.W * g.C;
+  }
+}
+
+// Sum over the nine taps of k[t] * rows[t / 3][ox * s - pl + t % 3] for channels [c0, c0 + W).
+template <int W, bool kChecked>
+inline Vec<W> WindowSum(const Vec<W> *k, const float *const *rows, const Geo &g, int64_t ox, int64_t c0) {
+  Vec<W> acc = {};
+  const int64_t ix0 = ox * g.s - g.pl;
+  for (int t = 0; t < 9; ++t) {
+    const int64_t ix = ix0 + t % 3;
+    if (!kChecked || (ix >= 0 && ix < g.W)) acc += k[t] * Load<W>(rows[t / 3] + ix * g.C + c0);
+  }
+  return acc;
+}
+
+// Stride 1, four neighbouring outputs at once from the six input columns col0..col0+5 of each of the
+// three rows, so that every input vector is loaded once instead of three times. Output i, tap (ky, kx)
+// reads column col0 + i + kx (forward), or col0 + i + 2 - kx (kFlip: the input gradient); taps are added
+// in the order WindowSum / TransposedSum add them.
+template <int W, bool kFlip>
+inline void FourOutputs(const Vec<W> *k, const float *const *rows, int64_t col0, int64_t C, int64_t c0, float *out) {
+  Vec<W> a[4] = {};
+  for (int ky = 0; ky < 3; ++ky) {
+    Vec<W> v[6];
+    const float *r = rows[ky] + col0 * C + c0;
+    for (int j = 0; j < 6; ++j) v[j] = Load<W>(r + j * C);
+    for (int kx = 0; kx < 3; ++kx)
+      for (int i = 0; i < 4; ++i) a[i] += k[ky * 3 + kx] * v[i + (kFlip ? 2 - kx : kx)];
+  }
+  for (int i = 0; i < 4; ++i) Store<W>(out + i * C, a[i]);
+}
+
 void DwForward(const float *x, const float *w, float *y, const Geo &g) {
-  const std::vector<float> taps = TapsFirst(w, g.C);
+  const std::vector<float> taps = TapsFirst(w, g.C), zeros(g.W * g.C, 0.f);
+  const Interior in(g);
   ParallelFor(g.B * g.Ho, 10 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int) {
     for (int64_t row = lo; row < hi; ++row) {
-      const int64_t b = row / g.Ho, oy = row % g.Ho;
       const float *rows[3];
-      for (int ky = 0; ky < 3; ++ky) {
-        const int64_t iy = oy * g.s + ky - g.pt;
-        rows[ky] = (iy < 0 || iy >= g.H) ? nullptr : x + (b * g.H + iy) * g.W * g.C;
-      }
+      WindowRows(x, g, row, zeros.data(), rows);
+      float *out = y + row * g.Wo * g.C;
       ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
         constexpr int W = decltype(width)::value;
         Vec<W> k[9];
         LoadTaps<W>(taps.data(), g.C, c0, k);
-        for (int64_t ox = 0; ox < g.Wo; ++ox) {
-          Vec<W> acc = {};
-          for (int t = 0; t < 9; ++t) {
-            const int64_t ix = ox * g.s + t % 3 - g.pl;
-            if (rows[t / 3] != nullptr && ix >= 0 && ix < g.W) acc += k[t] * Load<W>(rows[t / 3] + ix * g.C + c0);
-          }
-          Store<W>(y + (row * g.Wo + ox) * g.C + c0, acc);
-        }
+        for (int64_t ox = 0; ox < in.lo; ++ox) Store<W>(out + ox * g.C + c0, WindowSum<W, true>(k, rows, g, ox, c0));
+        int64_t ox = in.lo;
+        if (g.s == 1)
+          for (; ox + 4 <= in.hi; ox += 4) FourOutputs<W, false>(k, rows, ox - g.pl, g.C, c0, out + ox * g.C + c0);
+        for (; ox < in.hi; ++ox) Store<W>(out + ox * g.C + c0, WindowSum<W, false>(k, rows, g, ox, c0));
+        for (int64_t ox = in.hi; ox < g.Wo; ++ox) Store<W>(out + ox * g.C + c0, WindowSum<W, true>(k, rows, g, ox, c0));
       });
     }
   });
 }
 
+// dx at input column ix of channels [c0, c0 + W): the taps whose output column (ix + pl - kx) / S exists.
+template <int W, int S, bool kChecked>
+inline Vec<W> TransposedSum(const Vec<W> *k, const float *const *rows, const Geo &g, int64_t ix, int64_t c0) {
+  Vec<W> acc = {};
+  for (int t = 0; t < 9; ++t) {
+    const int64_t u = ix + g.pl - t % 3, ox = u / S;  // stride as a constant: / and % are shifts
+    if (u % S == 0 && (!kChecked || (u >= 0 && ox < g.Wo))) acc += k[t] * Load<W>(rows[t / 3] + ox * g.C + c0);
+  }
+  return acc;
+}
+
 template <int S>
 void DwBackwardInput(const float *dy, const float *w, float *dx, const Geo &g) {
-  const std::vector<float> taps = TapsFirst(w, g.C);
+  const std::vector<float> taps = TapsFirst(w, g.C), zeros(g.Wo * g.C, 0.f);
+  const int64_t lo_x = std::min<int64_t>(std::max<int64_t>(2 - g.pl, 0), g.W);      // u >= 0 for every kx
+  const int64_t hi_x = std::max<int64_t>(std::min<int64_t>((g.Wo - 1) * S - g.pl + 1, g.W), lo_x);  // u / S < Wo
   ParallelFor(g.B * g.H, 10 * g.W * g.C, [&](int64_t lo, int64_t hi, int) {
     for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / g.H, iy = row % g.H;
       const float *rows[3];
       for (int ky = 0; ky < 3; ++ky) {
         const int64_t oy = g.Source(iy, g.pt, ky, g.Ho);
-        rows[ky] = oy < 0 ? nullptr : dy + (b * g.Ho + oy) * g.Wo * g.C;
+        rows[ky] = oy < 0 ? zeros.data() : dy + (b * g.Ho + oy) * g.Wo * g.C;
       }
+      float *out = dx + row * g.W * g.C;
       ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
         constexpr int W = decltype(width)::value;
         Vec<W> k[9];
         LoadTaps<W>(taps.data(), g.C, c0, k);
-        for (int64_t ix = 0; ix < g.W; ++ix) {
-          Vec<W> acc = {};
-          for (int t = 0; t < 9; ++t) {
-            const int64_t u = ix + g.pl - t % 3, ox = u / S;  // stride as a constant: / and % are shifts
-            if (rows[t / 3] != nullptr && u >= 0 && u % S == 0 && ox < g.Wo)
-              acc += k[t] * Load<W>(rows[t / 3] + ox * g.C + c0);
-          }
-          Store<W>(dx + (row * g.W + ix) * g.C + c0, acc);
-        }
+        for (int64_t ix = 0; ix < lo_x; ++ix)
+          Store<W>(out + ix * g.C + c0, TransposedSum<W, S, true>(k, rows, g, ix, c0));
+        int64_t ix = lo_x;
+        if (S == 1)
+          for (; ix + 4 <= hi_x; ix += 4) FourOutputs<W, true>(k, rows, ix + g.pl - 2, g.C, c0, out + ix * g.C + c0);
+        for (; ix < hi_x; ++ix) Store<W>(out + ix * g.C + c0, TransposedSum<W, S, false>(k, rows, g, ix, c0));
+        for (int64_t ix = hi_x; ix < g.W; ++ix)
+          Store<W>(out + ix * g.C + c0, TransposedSum<W, S, true>(k, rows, g, ix, c0));
       });
     }
   });
 }
 
+// Per-thread float partial sums over at most kFlushRows rows, added to double totals between blocks of
+// rows: vector adds in the row loop, a bounded float sum, and a deterministic result for a thread count.
+const int64_t kFlushRows = 64;
+
+template <int W, bool kChecked>
+inline void AddWindowProducts(Vec<W> *acc, const Vec<W> &gv, const float *const *rows, const Geo &g, int64_t ox,
+                              int64_t c0) {
+  const int64_t ix0 = ox * g.s - g.pl;
+  for (int k = 0; k < 9; ++k) {
+    const int64_t ix = ix0 + k % 3;
+    if (!kChecked || (ix >= 0 && ix < g.W)) acc[k] += gv * Load<W>(rows[k / 3] + ix * g.C + c0);
+  }
+}
+
 void DwBackwardWeight(const float *x, const float *dy, float *dw, const Geo &g) {
-  std::vector<double> part(static_cast<size_t>(MaxThreads()) * 9 * g.C, 0.0);
+  const size_t per_thread = 9 * static_cast<size_t>(g.C);
+  const std::vector<float> zeros(g.W * g.C, 0.f);
+  const Interior in(g);
+  std::vector<double> part(static_cast<size_t>(MaxThreads()) * per_thread, 0.0);
   const int threads = ParallelFor(g.B * g.Ho, 10 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int t) {
-    double *mine = part.data() + static_cast<size_t>(t) * 9 * g.C;
+    double *mine = part.data() + static_cast<size_t>(t) * per_thread;
+    std::vector<float> block(per_thread, 0.f);
     for (int64_t row = lo; row < hi; ++row) {
-      const int64_t b = row / g.Ho, oy = row % g.Ho;
       const float *rows[3], *grad = dy + row * g.Wo * g.C;
-      for (int ky = 0; ky < 3; ++ky) {
-        const int64_t iy = oy * g.s + ky - g.pt;
-        rows[ky] = (iy < 0 || iy >= g.H) ? nullptr : x + (b * g.H + iy) * g.W * g.C;
-      }
+      WindowRows(x, g, row, zeros.data(), rows);
       ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
         constexpr int W = decltype(width)::value;
         Vec<W> acc[9] = {};
-        for (int64_t ox = 0; ox < g.Wo; ++ox) {
-          const Vec<W> gv = Load<W>(grad + ox * g.C + c0);
-          for (int k = 0; k < 9; ++k) {
-            const int64_t ix = ox * g.s + k % 3 - g.pl;
-            if (rows[k / 3] != nullptr && ix >= 0 && ix < g.W) acc[k] += gv * Load<W>(rows[k / 3] + ix * g.C + c0);
-          }
-        }
+        for (int64_t ox = 0; ox < in.lo; ++ox) AddWindowProducts<W, true>(acc, Load<W>(grad + ox * g.C + c0), rows, g, ox, c0);
+        for (int64_t ox = in.lo; ox < in.hi; ++ox)
+          AddWindowProducts<W, false>(acc, Load<W>(grad + ox * g.C + c0), rows, g, ox, c0);
+        for (int64_t ox = in.hi; ox < g.Wo; ++ox) AddWindowProducts<W, true>(acc, Load<W>(grad + ox * g.C + c0), rows, g, ox, c0);
         for (int k = 0; k < 9; ++k) {
-          float lanes[W];
-          Store<W>(lanes, acc[k]);
-          for (int i = 0; i < W; ++i) mine[k * g.C + c0 + i] += lanes[i];
+          float *sum = block.data() + k * g.C + c0;
+          Store<W>(sum, Load<W>(sum) + acc[k]);
         }
       });
+      if ((row - lo + 1) % kFlushRows == 0 || row + 1 == hi) {
+        for (size_t i = 0; i < per_thread; ++i) mine[i] += block[i];
+        std::fill(block.begin(), block.end(), 0.f);
+      }
     }
   });
   for (int64_t c = 0; c < g.C; ++c)
     for (int k = 0; k < 9; ++k) {
       double s = 0.0;
-      for (int t = 0; t < threads; ++t) s += part[(static_cast<size_t>(t) * 9 + k) * g.C + c];
+      for (int t = 0; t < threads; ++t) s += part[static_cast<size_t>(t) * per_thread + k * g.C + c];
       dw[c * 9 + k] = static_cast<float>(s);
     }
 }
