@@ -58,6 +58,14 @@ def test_determinism(shapes_root, tmp_path):
     assert read_tree(other)["train2017/000001.jpg"] != read_tree(shapes_root)["train2017/000001.jpg"]
 
 
+def test_worker_processes_write_the_same_set(shapes_root, tmp_path, monkeypatch):
+    """Large sets are drawn by worker processes; the files are those one process writes."""
+    monkeypatch.setattr(shapes, "PARALLEL_MIN_IMAGES", 1)
+    monkeypatch.setattr(shapes.os, "cpu_count", lambda: 2)
+    parallel = shapes.generate_shapes(str(tmp_path / "parallel"), NUM_TRAIN, NUM_VAL, seed=3)
+    assert read_tree(parallel) == read_tree(shapes_root)
+
+
 @pytest.mark.parametrize("folder", ["train2017", "val2017"])
 def test_coco_json(shapes_root, folder):
     coco = load_coco(shapes_root, folder)

@@ -14,11 +14,14 @@ Generation is deterministic: image i of a split draws from its own ``np.random.d
 i])``, so the same seed gives byte-identical files.
 """
 import argparse
+import functools
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import cv2
 import numpy as np
@@ -58,6 +61,8 @@ MAX_OBJECTS = 6
 MIN_VISIBLE = 0.55                     # share of a shape's pixels that must stay visible
 MIN_COLOR_DIST = 110.0                 # RGB distance between an object and its surroundings
 PLACEMENT_TRIES = 30
+PARALLEL_MIN_IMAGES = 512             # smaller sets are drawn in this process (no worker start-up)
+MAX_WORKERS = 4
 
 
 def coco_categories():
@@ -181,20 +186,41 @@ def add_noise(rng, image):
     return cv2.add(image, noise, dtype=cv2.CV_8U)
 
 
+def render_image(root, split_index, seed, index):
+    """Draw image ``index`` of split SPLITS[split_index], write its JPEG; return (height, width, boxes, names)."""
+    folder = SPLITS[split_index][1]
+    image, boxes, names = make_image(np.random.default_rng([seed, split_index, index]))
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError("could not encode %s/%06d.jpg" % (folder, index))
+    data.tofile(os.path.join(root, folder, "%06d.jpg" % index))
+    return image.shape[0], image.shape[1], boxes, names
+
+
+def render_images(root, split_index, count, seed):
+    """render_image for images 1..count, in order; split over worker processes for large sets.
+
+    Every image draws from its own random generator, so the files do not depend on the worker count.
+    Workers are spawned (not forked): the parent may already run MindSpore's and OpenCV's threads.
+    """
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    indices = range(1, count + 1)
+    if workers < 2 or count < PARALLEL_MIN_IMAGES:
+        return [render_image(root, split_index, seed, index) for index in indices]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(functools.partial(render_image, root, split_index, seed), indices, chunksize=64))
+
+
 def write_split(root, split_index, count, seed):
     """Write the images of split SPLITS[split_index]; return (COCO instances dict, TXT lines)."""
     folder = SPLITS[split_index][1]
     os.makedirs(os.path.join(root, folder))
     ids = dict(zip(COCO_NAMES, COCO_IDS))
     images, annotations, lines = [], [], []
-    for index in range(1, count + 1):
-        image, boxes, names = make_image(np.random.default_rng([seed, split_index, index]))
+    for index, (height, width, boxes, names) in enumerate(render_images(root, split_index, count, seed), 1):
         file_name = "%06d.jpg" % index
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise RuntimeError("could not encode %s/%s" % (folder, file_name))
-        data.tofile(os.path.join(root, folder, file_name))
-        images.append({"id": index, "file_name": file_name, "height": image.shape[0], "width": image.shape[1]})
+        images.append({"id": index, "file_name": file_name, "height": height, "width": width})
         for (x0, y0, x1, y1), name in zip(boxes, names):
             annotations.append({"id": len(annotations) + 1, "image_id": index, "category_id": ids[name],
                                 "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
