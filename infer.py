@@ -106,7 +106,8 @@ def infer(cfg):
     predict = make_predictor(cfg)
     names = dict(enumerate(cfg.classes))
     images, detections, skipped = [], [], []
-    for path, name in tqdm(inputs, desc="detecting", unit="img", disable=len(inputs) == 1, file=sys.stderr):
+    for path, name in tqdm(inputs, desc="detecting", unit="img", file=sys.stderr,
+                           disable=len(inputs) == 1 or not sys.stderr.isatty()):
         image = read_image(path)
         if image is None:
             tqdm.write("skipped %s: not a readable image" % path, file=sys.stderr)

@@ -5,6 +5,8 @@ model zoo's (``network.backbone...``), and adds box decoding (SSD paper, equatio
 sigmoid, so one graph gives ``boxes [B, N, 4]`` as (ymin, xmin, ymax, xmax) in [0, 1] and
 ``scores [B, N, num_classes]``. NMS stays outside the graph (src/postprocess.py), as in the model zoo.
 """
+import sys
+
 import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
@@ -57,13 +59,15 @@ def mindspore_predictor(detector):
 
 
 def run_predictor(predict, dataset, cfg, label_to_category, progress=True):
-    """COCO detections of ``predict`` (numpy images -> numpy boxes, scores) over an evaluation dataset."""
+    """COCO detections of ``predict`` (numpy images -> numpy boxes, scores) over an evaluation dataset.
+    The progress bar is shown on a terminal only (not in a log file)."""
     from tqdm import tqdm
 
     detections = []
     total = dataset.get_dataset_size()
     for img_ids, images, shapes in tqdm(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True),
-                                        total=total, desc="evaluating", disable=not progress, leave=False):
+                                        total=total, desc="evaluating", leave=False,
+                                        disable=not (progress and sys.stderr.isatty())):
         boxes, scores = predict(images)
         detections += detections_for_batch(boxes, scores, img_ids, shapes, cfg, label_to_category)
     return detections
