@@ -27,8 +27,9 @@ from src.config import load_config  # noqa: E402
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="ssd300", help="comma-separated model config names (config/<name>.yaml, "
-                                                           "or ssd300 for default_config.yaml)")
+    parser.add_argument("--models", default="ssd300",
+                        help="comma-separated model config names: config/<name>.yaml, or default_config.yaml "
+                             "for a name without such a file (e.g. default)")
     parser.add_argument("--batch", type=int, default=8, help="training batch size")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median reported)")
     parser.add_argument("--mode", default="GRAPH", choices=["GRAPH", "PYNATIVE"])
