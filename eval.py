@@ -14,11 +14,12 @@ from src.errors import exit_status
 
 
 def evaluate(cfg):
+    from src.checkpoint import checkpoint_to_load
     from src.data.pipeline import create_ssd_dataset
     from src.data.prepare import prepare_split
-    from src.checkpoints import checkpoint_to_load
     from src.device import setup_device
-    from src.inference import checkpoint_predictor, evaluate_predictor, print_evaluation
+    from src.inference.evaluation import evaluate_predictor, print_evaluation
+    from src.inference.runtimes import checkpoint_predictor
 
     path = checkpoint_to_load(cfg)
     setup_device(cfg)
@@ -34,8 +35,8 @@ def evaluate(cfg):
 
 def save_visualizations(cfg, info):
     """--visualize N: the first N evaluation images, ground truth left and predictions right."""
-    from src.coco_eval import PREDICTIONS_FILE
-    from src.visualize import save_eval_visualizations
+    from src.inference.coco_eval import PREDICTIONS_FILE
+    from src.inference.visualize import save_eval_visualizations
 
     out_dir = os.path.join(cfg.output_path, "visualize")
     written = save_eval_visualizations(info["files"], info["gt_json"], os.path.join(cfg.output_path, PREDICTIONS_FILE),

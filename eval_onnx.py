@@ -15,8 +15,8 @@ def evaluate_onnx(cfg):
     """COCO mAP of the ONNX file ``cfg.file_name`` on the evaluation split; prints as eval.py does."""
     from src.data.pipeline import create_ssd_dataset
     from src.data.prepare import prepare_split
-    from src.inference import evaluate_predictor, print_evaluation
-    from src.onnx_backend import OnnxDetector, onnx_file
+    from src.inference.evaluation import evaluate_predictor, print_evaluation
+    from src.inference.runtimes import OnnxDetector, onnx_file
 
     detector = OnnxDetector(onnx_file(cfg.file_name), cfg.device_target)
     detector.check_config(cfg)

@@ -21,9 +21,9 @@ def main(argv=None):
     """Entry point: export, print the file written; a user error is one line and status 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = load_config_or_exit(argv, description=__doc__.splitlines()[0])
-    from src.checkpoints import checkpoint_to_load
+    from src.checkpoint import checkpoint_to_load
     from src.device import setup_device
-    from src.export import check_format, export_checkpoint
+    from src.inference.export import check_format, export_checkpoint
 
     try:
         check_format(cfg, cfg.file_format)

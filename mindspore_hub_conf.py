@@ -10,7 +10,8 @@ returns (loc, class scores after the sigmoid), in inference mode.
 import os
 
 from src.config import load_config
-from src.models import SsdInferWrapper, build_ssd
+from src.inference.detector import SsdDetector
+from src.models import build_ssd
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -30,4 +31,4 @@ def create_network(name, *args, is_training=True, **kwargs):
     if is_training:
         network.set_train(True)
         return network
-    return SsdInferWrapper(network)
+    return SsdDetector(network, decode=False)

@@ -1,7 +1,7 @@
 """COCO mAP of per-image raw outputs: python postprocess.py --result_path=./result_Files [--anno_json=GT.json] [--key=value ...]
 
 Reads the ``<image>_0.bin`` (boxes) and ``<image>_1.bin`` (scores) files that the Ascend 310 app
-(ascend310_infer/) or ``python -m src.infer_mindir`` wrote, applies evaluation's post-processing
+(ascend310_infer/) or ``python -m tools.infer_mindir`` wrote, applies evaluation's post-processing
 (score threshold, per-class NMS, max_boxes) and prints pycocotools' summary and ``mAP: ...`` as
 eval.py does. The ground truth is ``--anno_json``, or else the evaluation split of the configured
 dataset; the images of the ground truth that have output files are evaluated. Image sizes come from
@@ -30,9 +30,9 @@ def ground_truth_json(cfg):
 
 def postprocess(cfg):
     """Evaluate the output files in ``cfg.result_path``; returns the mAP."""
-    from src.coco_eval import evaluate_detections
-    from src.inference import print_evaluation
-    from src.raw_outputs import detections_from_files
+    from src.inference.coco_eval import evaluate_detections
+    from src.inference.evaluation import print_evaluation
+    from src.inference.raw_outputs import detections_from_files
 
     gt_json = ground_truth_json(cfg)
     detections, image_ids, missing = detections_from_files(cfg, cfg.result_path, gt_json, cfg.img_path)

@@ -30,7 +30,8 @@ def main(argv=None):
 
 def train(cfg):
     from src.device import init_distributed, setup_device
-    from src.trainer import Trainer, TrainingStopped
+    from src.inference.evaluation import print_evaluation
+    from src.training.trainer import Trainer, TrainingStopped
 
     setup_device(cfg)
     rank, group_size = init_distributed() if cfg.run_distribute else (0, 1)
@@ -42,9 +43,7 @@ def train(cfg):
         return 1
     if cfg.final_eval and rank == 0:
         mean_ap, _, summary = trainer.evaluate(progress=True)
-        print(summary)
-        print("\n========================================\n")
-        print("mAP: %s" % mean_ap)
+        print_evaluation(summary, mean_ap)
     return 0
 
 

@@ -1,10 +1,10 @@
 """Where the time of SSD300-MobileNetV2 goes on CPU, layer by layer and for whole training/inference steps.
 
-    python benchmarks/layer_timing.py                      # per-layer table (fast formulation) + steps
-    python benchmarks/layer_timing.py --plain              # also the plain formulation (slow: minutes)
-    python benchmarks/layer_timing.py --what blocks --plain --blocks features_1.1 features_1.2
-    python benchmarks/layer_timing.py --what steps --batch 8
-    python benchmarks/layer_timing.py --what depthwise     # one depthwise layer, three formulations
+    python -m benchmarks.layer_timing                      # per-layer table (fast formulation) + steps
+    python -m benchmarks.layer_timing --plain              # also the plain formulation (slow: minutes)
+    python -m benchmarks.layer_timing --what blocks --plain --blocks features_1.1 features_1.2
+    python -m benchmarks.layer_timing --what steps --batch 8
+    python -m benchmarks.layer_timing --what depthwise     # one depthwise layer, three formulations
 
 All runs are GRAPH mode; compilation and two warm-up calls are excluded, times are medians. The
 training step is forward + backward + nn.Momentum update on a dummy loss (sum of both outputs). Per
@@ -12,18 +12,16 @@ block, "f+b" also computes the input gradient and includes the dummy loss and re
 so blocks do not add up to the step: compare them with each other and between formulations.
 """
 import argparse
-import os
-import sys
 import time
 
-import numpy as np
 import mindspore as ms
+import numpy as np
 from mindspore import nn, ops
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from src.config import Config, load_config  # noqa: E402
-from src.models import SsdInferWrapper, build_ssd  # noqa: E402
-from src.models.layers import DepthwiseConv3x3  # noqa: E402
+from src.config import Config, load_config
+from src.inference.detector import SsdDetector
+from src.models import build_ssd
+from src.models.layers import Conv
 
 
 def sync(out):
@@ -136,7 +134,8 @@ def time_blocks(cfg, batch, repeats, plain, only):
     shapes = [(name, shape) for name, shape in block_input_shapes(cfg, batch) if not only or name in only]
     variants = [("fast", True)] + ([("plain", False)] if plain else [])
     cells = {label: dict(block_cells(build_ssd(with_fast_conv(cfg, flag)))) for label, flag in variants}
-    header = "%-22s %-18s" % ("block", "input (CHW)") + "".join(" %10s %10s" % (l + " fwd", l + " f+b") for l, _ in variants)
+    header = "%-22s %-18s" % ("block", "input (CHW)") + "".join(" %10s %10s" % (v + " fwd", v + " f+b")
+                                                     for v, _ in variants)
     print(header + "   (ms, batch %d)" % batch)
     totals = {label: [0.0, 0.0] for label, _ in variants}
     for name, shape in shapes:
@@ -167,7 +166,7 @@ def time_steps(cfg, batch, repeats):
     print("train step: compile %.1f s" % (time.perf_counter() - start))
     seconds = median_time(step, (x,), repeats)
     print("train step, batch %d: %.3f s -> %.2f images/s" % (batch, seconds, batch / seconds), flush=True)
-    infer = SsdInferWrapper(build_ssd(cfg))
+    infer = SsdDetector(build_ssd(cfg), decode=False)
     for size in sorted({1, batch}):
         image = ms.Tensor(np.random.rand(size, 3, *cfg.img_shape).astype(np.float32))
         seconds = median_time(forward_fn(infer), (image,), max(repeats, 10))
@@ -208,8 +207,8 @@ def time_depthwise(batch, repeats, channels=96, side=150):
     """One depthwise layer (the size of the backbone's largest) in three formulations."""
     x = ms.Tensor(np.random.rand(batch, channels, side, side).astype(np.float32))
     x_nhwc = ms.Tensor(x.asnumpy().transpose(0, 2, 3, 1).copy())
-    fast = DepthwiseConv3x3(channels, 1, fast=True)
-    cells = [("plain Conv2D", DepthwiseConv3x3(channels, 1, fast=False), x), ("nine slices", NineSlice(fast), x),
+    fast = Conv(channels, channels, 3, groups=channels, fast=True)
+    cells = [("plain Conv2D", Conv(channels, channels, 3, groups=channels), x), ("nine slices", NineSlice(fast), x),
              ("compiled (NHWC)", fast, x_nhwc)]
     print("depthwise 3x3, %d channels, %dx%d, batch %d (ms)" % (channels, side, side, batch))
     for label, cell, inputs in cells:

@@ -16,13 +16,12 @@ import resource
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from benchmarks import sections
+from benchmarks.flops import measured_peak_gflops
+from benchmarks.report import flatten
+from src.config import load_config
 
-from benchmarks import sections  # noqa: E402
-from benchmarks.flops import measured_peak_gflops  # noqa: E402
-from src.config import load_config  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_args(argv):
@@ -58,14 +57,6 @@ def table(results):
         value = "n/a" if entry["value"] is None else "%.4g" % entry["value"]
         lines.append("%-44s %14s %7.0f%%" % (key, value, 100 * entry.get("noise", 0.0)))
     return "\n".join(lines)
-
-
-def flatten(results, prefix=""):
-    for key, value in results.items():
-        if isinstance(value, dict) and "value" in value:
-            yield prefix + key, value
-        elif isinstance(value, dict):
-            yield from flatten(value, prefix + key + " / ")
 
 
 def main(argv=None):

@@ -34,9 +34,10 @@ def fake_batch(cfg, batch):
 
 def train_figures(cfg, batch, repeats):
     import mindspore as ms
-    from src.loss import SsdWithLoss
+
     from src.models import build_ssd
-    from src.train_step import TrainStep, make_optimizer, make_scaler
+    from src.training.loss import SsdWithLoss
+    from src.training.train_step import TrainStep, make_optimizer, make_scaler
 
     network = build_ssd(cfg)
     net_with_loss = SsdWithLoss(network, cfg.num_classes, cfg.gamma, cfg.alpha)
@@ -56,14 +57,15 @@ def train_figures(cfg, batch, repeats):
 
 def inference_figures(cfg, network, repeats, batches=(1, 8)):
     import mindspore as ms
-    from src.inference import SsdDetector
-    from src.postprocess import detect
+
+    from src.inference.detector import SsdDetector
+    from src.inference.postprocess import detect
 
     detector = SsdDetector(network, cfg)
-    detector.set_train(False)
     out = {}
     for batch in batches:
-        image = ms.Tensor(np.random.default_rng(1).standard_normal((batch, 3) + tuple(cfg.img_shape)).astype(np.float32))
+        shape = (batch, 3) + tuple(cfg.img_shape)
+        image = ms.Tensor(np.random.default_rng(1).standard_normal(shape).astype(np.float32))
         alone = measure(lambda: detector(image)[1].asnumpy(), repeats=repeats, warmup=2)
 
         def end_to_end():
@@ -84,16 +86,15 @@ def deploy_figures(cfg, repeats):
     import tempfile
 
     import mindspore as ms
-    from mindspore import nn
-    from src.export import export_detector, exportable_config
-    from src.inference import SsdDetector
+
+    from src.inference.detector import SsdDetector
+    from src.inference.export import export_detector, exportable_config
+    from src.inference.runtimes import OnnxDetector, load_mindir
     from src.models import build_ssd
-    from src.onnx_backend import OnnxDetector
 
     network = build_ssd(exportable_config(cfg))
     network.set_train(False)
     detector = SsdDetector(network, cfg)
-    detector.set_train(False)
     image = np.random.default_rng(2).standard_normal((1, 3) + tuple(cfg.img_shape)).astype(np.float32)
     out, paths = {}, {}
     with tempfile.TemporaryDirectory(prefix="ssd_deploy_") as tmp:
@@ -101,7 +102,7 @@ def deploy_figures(cfg, repeats):
             start = time.perf_counter()
             paths[file_format] = export_detector(detector, cfg, os.path.join(tmp, "ssd"), file_format)
             out["export_%s_s" % file_format.lower()] = figure(time.perf_counter() - start, 0.0, "s")
-        graph, tensor = nn.GraphCell(ms.load(paths["MINDIR"])), ms.Tensor(image)
+        graph, tensor = load_mindir(paths["MINDIR"]), ms.Tensor(image)
         mindspore_run = measure(lambda: [t.asnumpy() for t in graph(tensor)], repeats=repeats, warmup=2)
         session = OnnxDetector(paths["ONNX"])
         onnx_run = measure(lambda: session(image), repeats=max(repeats, 3), warmup=2)
@@ -133,10 +134,10 @@ def peak_rss_gib():
 
 def data_figures(cfg, tmp, repeats, smoke=False):
     """Pipeline images/s on a generated shapes set, anchor encoding, post-processing, COCO evaluation."""
+    from benchmarks.postprocess import benchmark_postprocess
     from src.data.convert import ensure_mindrecord
     from src.data.pipeline import create_ssd_dataset
     from src.data.shapes import generate_shapes
-    from src.postprocess import benchmark_postprocess
 
     count = 16 if smoke else 64
     generate_shapes(os.path.join(tmp, "shapes"), num_train=count, num_val=count // 4, seed=0)
@@ -171,8 +172,9 @@ def encode_figures(encode):
 def coco_eval_figure(cfg, tmp, repeats):
     """Seconds pycocotools takes for the evaluation split, with slightly shifted ground truth as detections."""
     import json
-    from src.coco_eval import evaluate_detections
+
     from src.data.convert import ensure_mindrecord
+    from src.inference.coco_eval import evaluate_detections
 
     gt_json = ensure_mindrecord(cfg, False)["gt_json"]
     with open(gt_json) as stream:

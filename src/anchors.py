@@ -115,7 +115,7 @@ def _freeze(value):
     return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def default_boxes_yxhw(cfg):
+def default_boxes_yxhw(cfg) -> np.ndarray:
     """Default boxes [N, 4] as (cy, cx, h, w) in [0, 1]; cached per distinct anchor setting (read-only)."""
     key = tuple((k, _freeze(cfg.get(k))) for k in ANCHOR_KEYS)
     return _cached(key)
@@ -127,6 +127,6 @@ def yxhw_to_yxyx(boxes):
     return np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1).astype(np.float32)
 
 
-def default_boxes_yxyx(cfg):
+def default_boxes_yxyx(cfg) -> np.ndarray:
     """Default boxes [N, 4] as (ymin, xmin, ymax, xmax); not clipped, as in the model zoo."""
     return yxhw_to_yxyx(default_boxes_yxhw(cfg))

@@ -29,7 +29,7 @@ def box_area(boxes):
     return np.maximum(boxes[..., 2] - boxes[..., 0], 0) * np.maximum(boxes[..., 3] - boxes[..., 1], 0)
 
 
-def iou(boxes_a, boxes_b):
+def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """IoU matrix [K, N] between corner boxes [K, 4] and [N, 4]."""
     top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
     bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
@@ -39,7 +39,7 @@ def iou(boxes_a, boxes_b):
     return inter / np.maximum(union, 1e-12)
 
 
-def match(gt_boxes, anchors_yxyx, threshold, anchor_columns=None):
+def match(gt_boxes: np.ndarray, anchors_yxyx: np.ndarray, threshold: float, anchor_columns=None) -> tuple:
     """Index of the matched ground truth for each anchor, -1 where unmatched (background).
 
     ``anchor_columns`` (from :class:`AnchorColumns`) may be passed precomputed, as it is the same for
@@ -61,7 +61,7 @@ def match(gt_boxes, anchors_yxyx, threshold, anchor_columns=None):
 class AnchorColumns:
     """Anchor coordinates laid out for a fast IoU of K ground-truth boxes against all N anchors.
 
-    numpy broadcasts a per-row scalar ([K, 1] against [N]) about three times slower than it runs a
+    numpy broadcasts a per-row scalar ([K, 1] against [N]) several times slower than it runs a
     contiguous elementwise op, so the anchor columns are tiled K times once (growing when an image
     has more boxes) and each image repeats its few box coordinates N times: every op of the IoU is
     then a contiguous one over K*N elements.
@@ -104,7 +104,7 @@ def corners_to_centres(boxes):
     return np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], axis=1)
 
 
-def encode(gt_yxyx, anchors_yxhw, prior_scaling):
+def encode(gt_yxyx: np.ndarray, anchors_yxhw: np.ndarray, prior_scaling) -> np.ndarray:
     """Regression targets of matched corner boxes against their anchors (SSD paper, equation 2)."""
     size = gt_yxyx[:, 2:] - gt_yxyx[:, :2]
     out = np.empty((len(gt_yxyx), 4), dtype=np.float32)
@@ -113,7 +113,7 @@ def encode(gt_yxyx, anchors_yxhw, prior_scaling):
     return out
 
 
-def decode(loc, anchors_yxhw, prior_scaling):
+def decode(loc: np.ndarray, anchors_yxhw: np.ndarray, prior_scaling) -> np.ndarray:
     """Inverse of :func:`encode`: regression outputs [N, 4] -> corner boxes [N, 4]."""
     centre = loc[..., :2] * prior_scaling[0] * anchors_yxhw[..., 2:] + anchors_yxhw[..., :2]
     size = np.exp(loc[..., 2:] * prior_scaling[1]) * anchors_yxhw[..., 2:]
@@ -200,6 +200,7 @@ class SsdTargetEncoder:
         return loc, target, np.int32(len(positive))
 
 
-def ssd_targets(boxes, labels, anchors_yxhw, anchors_yxyx, match_threshold, prior_scaling):
+def ssd_targets(boxes: np.ndarray, labels: np.ndarray, anchors_yxhw: np.ndarray, anchors_yxyx: np.ndarray,
+                match_threshold: float, prior_scaling) -> tuple:
     """Functional form of :class:`SsdTargetEncoder` for one image."""
     return SsdTargetEncoder(anchors_yxhw, anchors_yxyx, match_threshold, prior_scaling)(boxes, labels)

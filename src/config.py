@@ -172,7 +172,7 @@ def normalise_argv(argv):
     return out
 
 
-def load_config(argv=None, description="SSD for MindSpore", defaults_path=DEFAULT_CONFIG):
+def load_config(argv=None, description: str = "SSD for MindSpore", defaults_path: str = DEFAULT_CONFIG) -> "Config":
     """Merge default_config.yaml, --config_path and --key=value into one Config."""
     argv = list(sys.argv[1:] if argv is None else argv)
     config_path, rest = split_argv(argv)
@@ -206,10 +206,21 @@ def load_config(argv=None, description="SSD for MindSpore", defaults_path=DEFAUL
     return Config(values)
 
 
-def load_config_or_exit(argv=None, description="SSD for MindSpore"):
-    """load_config for entry scripts: a configuration error is one line on stderr and exit status 2."""
+def quiet_framework(verbose: bool) -> None:
+    """Hide MindSpore's own warning lines unless ``verbose``: they are about its graph compiler, not the
+    user's run, and would bury the loss lines. Works when called before MindSpore is imported (entry
+    scripts import it only after parsing the config); a ``GLOG_v`` in the environment wins."""
+    if not verbose:
+        os.environ.setdefault("GLOG_v", "3")
+
+
+def load_config_or_exit(argv=None, description: str = "SSD for MindSpore") -> "Config":
+    """load_config for entry scripts: a configuration error is one line on stderr and exit status 2;
+    MindSpore's log level follows ``verbose``."""
     try:
-        return load_config(argv, description)
+        cfg = load_config(argv, description)
     except ConfigError as err:
         print("error: %s" % err, file=sys.stderr)
         sys.exit(2)
+    quiet_framework(cfg.get("verbose", False))
+    return cfg

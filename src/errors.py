@@ -1,6 +1,7 @@
 """The error type for problems the user can fix (a missing file, a wrong setting, an unusable
 checkpoint). Entry scripts print its message as one line and exit with status 1; anything else is a
 bug and keeps its traceback."""
+import sys
 
 
 class UserError(Exception):
@@ -10,8 +11,6 @@ class UserError(Exception):
 def exit_status(action, *args):
     """Run ``action(*args)`` for an entry script: 0 when it returns, 1 after printing a UserError (or a
     DatasetError, its subclass) as one ``error: ...`` line on stderr."""
-    import sys
-
     try:
         action(*args)
     except UserError as err:

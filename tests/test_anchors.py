@@ -3,8 +3,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import DATA
 from src.anchors import default_boxes_yxhw, default_boxes_yxyx
+from tests.helpers import FIXTURES
 
 SSD = {}
 VGG = {"steps": [8, 16, 32, 64, 100, 300], "feature_size": [38, 19, 10, 5, 3, 1]}
@@ -16,7 +16,7 @@ REFERENCE = {"ssd300": SSD, "ssd_mobilenet_v1": SSD, "ssd_ghostnet": SSD, "ssd_v
 
 @pytest.mark.parametrize("model", sorted(REFERENCE))
 def test_default_boxes_equal_model_zoo(cfg, model):
-    expected = np.load(os.path.join(DATA, "%s.default_boxes_yxhw.npy" % model))
+    expected = np.load(os.path.join(FIXTURES, "%s.default_boxes_yxhw.npy" % model))
     boxes = default_boxes_yxhw(cfg.replace(**REFERENCE[model]))
     assert boxes.shape == expected.shape and boxes.dtype == np.float32
     np.testing.assert_allclose(boxes, expected, atol=1e-6, rtol=0)

@@ -1,4 +1,4 @@
-"""Check a dataset without converting it: python -m src.data.check [--dataset=coco|voc|other] [--key=value ...]
+"""Check a dataset without converting it (the report behind ``python -m tools.check_dataset``).
 
 Reads both splits with the converter's own readers (src/data/sources.py), decodes every image and
 applies the converter's box rules (:func:`src.data.convert.select_boxes`), then reports per split: the
@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from src.config import load_config_or_exit
 from src.data.convert import BATCH_ROWS, batches, check_config, select_boxes
 from src.data.sources import DatasetError, make_source
 
@@ -236,18 +235,3 @@ def verdict(reports):
     return ("check: the conversion would succeed, skipping %d image%s and dropping %d box%s"
             % (sum(r.skipped for r in reports), "" if sum(r.skipped for r in reports) == 1 else "s",
                sum(r.dropped for r in reports), "" if sum(r.dropped for r in reports) == 1 else "es"), 0)
-
-
-def main(argv=None):
-    """Command line: print the report of both splits; exit 1 when the conversion would stop."""
-    cfg = load_config_or_exit(argv, description=__doc__.splitlines()[0])
-    reports = check_dataset(cfg, progress=sys.stderr.isatty())
-    for report in reports:
-        print("\n".join(report.lines(cfg.classes)))
-    line, status = verdict(reports)
-    print(line)
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ files in and writes the marker last, so a run killed at any moment never leaves 
 takes for finished (MindSpore can crash reading a MindRecord whose commit was interrupted).
 
 Public API: :func:`ensure_mindrecord` (reuse when up to date, else build), :func:`convert` (always
-build), :class:`DatasetError`, and the command line ``python -m src.data.convert [--key=value ...]``.
+build) and :class:`DatasetError`; the command line is ``python -m tools.convert_dataset [--key=value ...]``.
 """
 import json
 import os
@@ -25,10 +25,9 @@ import numpy as np
 from mindspore.mindrecord import FileWriter
 from tqdm import tqdm
 
-from src.config import load_config_or_exit
 from src.data.sources import DatasetError, make_source
 
-__all__ = ["DatasetError", "ensure_mindrecord", "convert", "main"]
+__all__ = ["DatasetError", "ensure_mindrecord", "convert"]
 
 FORMAT_VERSION = 1
 TRAIN_PREFIX = "ssd.mindrecord"
@@ -495,19 +494,3 @@ def ensure_mindrecord(cfg, is_training):
     if problem:
         print("%s: existing MindRecord is %s; rebuilding" % (prefix, problem))
     return build(cfg, is_training, source)
-
-
-def main(argv=None):
-    """Command line: convert both splits of the configured dataset (always rebuilding)."""
-    cfg = load_config_or_exit(argv, description="Convert a COCO, VOC or TXT dataset to MindRecord")
-    try:
-        for is_training in (True, False):
-            convert(cfg, is_training)
-    except DatasetError as err:
-        print("error: %s" % err, file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

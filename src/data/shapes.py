@@ -13,13 +13,11 @@ of the whole shape inside the image, occluded parts included.
 Generation is deterministic: image i of a split draws from its own ``np.random.default_rng([seed, split,
 i])``, so the same seed gives byte-identical files.
 """
-import argparse
 import functools
 import json
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -316,24 +314,3 @@ def ensure_shapes(root=DEFAULT_SHAPES_ROOT, num_train=400, num_val=100, seed=0):
     print("generated the shapes set in %s (%d train, %d val images, seed %d) in %.1f s"
           % (root, num_train, num_val, seed, time.time() - start), flush=True)
     return root
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Generate the synthetic shapes detection set (COCO and TXT layout).")
-    parser.add_argument("--out", default=DEFAULT_SHAPES_ROOT, help="output folder (default %(default)s)")
-    parser.add_argument("--num_train", type=int, default=400, help="training images (default %(default)s)")
-    parser.add_argument("--num_val", type=int, default=100, help="validation images (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        start = time.time()
-        generate_shapes(args.out, args.num_train, args.num_val, args.seed)
-    except ValueError as err:
-        parser.exit(2, "error: %s\n" % err)
-    print("wrote %d train and %d val images to %s in %.1f s"
-          % (args.num_train, args.num_val, args.out, time.time() - start))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

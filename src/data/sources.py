@@ -31,7 +31,7 @@ class Sample:
     ``names`` the class name of each box, ``crowd`` / ``difficult`` bool ``[K]`` flags, ``size`` the
     ``(height, width)`` the annotation states (None when it states none). ``where`` names the record
     (``train.txt:7``, the xml file, ``instances.json: image id 12``) and ``box_where`` each box in it,
-    for reports (:mod:`src.data.check`).
+    for reports (:mod:`tools.check_dataset`).
     """
     img_id: int
     path: str
@@ -59,7 +59,7 @@ def make_sample(img_id, path, file_name, boxes, names, crowd=None, difficult=Non
 def raise_or_collect(errors, err):
     """Raise ``err`` (the converter stops), or record it when a reader collects problems.
 
-    Every reader has an ``errors`` attribute, None by default; :mod:`src.data.check` sets it to a list,
+    Every reader has an ``errors`` attribute, None by default; :mod:`tools.check_dataset` sets it to a list,
     and the reader then records each bad record and skips it instead of stopping at the first.
     """
     if errors is None:

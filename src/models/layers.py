@@ -1,120 +1,29 @@
-"""Convolution building blocks shared by the SSD backbones, extra layers and heads.
+"""The layers every SSD network here is built from, in two formulations with the same parameters (names,
+shapes, meaning), so a checkpoint written by one loads into the other and into the MindSpore model zoo's
+networks. A network takes a layer factory and builds every layer through it, so the formulation is
+chosen once (:func:`make_layers`), as torchvision's networks take a ``norm_layer``:
 
-Every block exists in two formulations that hold the same parameters (names, shapes, meaning), so a
-checkpoint written by one loads into the other and into the MindSpore model zoo's SSD:
+* :class:`PlainLayers`: NCHW tensors and MindSpore's Conv2D, BatchNorm2d and MaxPool2d, as the model zoo
+  builds them; right for Ascend and GPU, float16 and export.
+* :class:`FastLayers` (CPU, float32): MindSpore 2.10's CPU Conv2D runs every 3x3 convolution through
+  oneDNN's reference kernel, and its BatchNorm + ReLU6 pair makes five passes over memory. The fast
+  formulation keeps tensors channels last (NHWC) so that a 1x1 convolution is one large matrix product
+  (oneDNN's fast path), and runs the 3x3 depthwise convolutions, the dense 3x3 im2col and training-mode
+  BatchNorm (+ ReLU6) in compiled kernels (:mod:`src.native.kernels`); other windows (ResNet's 7x7 stem,
+  GhostNet's 5x5 depthwise, VGG's dilated fc6 and explicitly padded extras, max pooling) are computed
+  from shifted slices of the padded input.
 
-* plain (``fast=False``): NCHW tensors and MindSpore's Conv2D/BatchNorm primitives, as the model zoo
-  builds them; right for Ascend and GPU.
-* fast (``fast=True``, CPU): MindSpore 2.10's CPU Conv2D runs every 3x3 convolution through oneDNN's
-  reference kernel (about 3 s for one 96-channel depthwise layer at 150x150, batch 8), and its
-  BatchNorm + ReLU6 pair makes five passes over memory. The fast formulation keeps tensors channels
-  last (NHWC) so that every 1x1 convolution is one large matrix product (oneDNN's fast path), and
-  runs the 3x3 depthwise convolutions, the stem's im2col and training-mode BatchNorm (+ ReLU6) in a
-  small C++ kernel library (forward and gradients, compiled once per machine, called through
-  ``ops.Custom``).
-
-Padding is TensorFlow "same" (``pad_mode='same'``) everywhere, as in the model zoo: for stride 2 on
-an even input the extra row and column go at the bottom and right.
+Padding is TensorFlow "same" (``pad_mode='same'``) unless a layer gives a number of zero rows and columns,
+as in the model zoo: for stride 2 on an even input the extra row and column go at the bottom and right.
 """
-import functools
-
 import mindspore as ms
-from mindspore import nn, ops, Parameter
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, initializer
 
-# BatchNorm settings of the model zoo's SSD-MobileNetV2 (eps 1e-3, moving-average momentum 0.97).
-BN_EPS = 1e-3
-BN_MOMENTUM = 0.97
+from src.native.kernels import BN_EPS, BN_MOMENTUM, batch_norm_apply_op, batch_norm_op, depthwise_op, im2col_op
 
-
-CONV_KERNEL_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-pthread", "-shared", "-fPIC", "-std=c++14",
-                     "-DSSD_BN_EPS=%r" % BN_EPS, "-DSSD_BN_MOMENTUM=%r" % BN_MOMENTUM)
-
-
-@functools.lru_cache(maxsize=None)
-def kernel_library():
-    """Path of the compiled CPU kernels (src/native/conv_kernels.cc, built once per machine), or None
-    (with one warning) when they cannot be built."""
-    from src import native
-
-    return native.build(native.source_path("conv_kernels.cc"), CONV_KERNEL_FLAGS)
-
-
-def _kernel(name, out_shape, out_dtype, bprop=None):
-    lib = kernel_library()
-    if lib is None:
-        raise RuntimeError("the fast CPU kernels are not available on this machine (no C++ compiler?)")
-    return ops.Custom("%s:%s" % (lib, name), out_shape, out_dtype, "aot", bprop=bprop)
-
-
-def _same(size, stride):
-    return -(-size // stride)
-
-
-def _first(*args):
-    return args[0]
-
-
-def _last(*args):
-    return args[-1]
-
-
-def depthwise_op(stride):
-    """``op(x_nhwc, w) -> y_nhwc``: compiled depthwise 3x3 convolution with its own gradient."""
-    def out_shape(x, w):
-        return [x[0], _same(x[1], stride), _same(x[2], stride), x[3]]
-
-    grad_x = _kernel("DwBackwardInput%d" % stride, _last, _first)
-    grad_w = _kernel("DwBackwardWeight%d" % stride, _last, _first)
-
-    def bprop(x, w, out, dout):
-        return grad_x(dout, w, x), grad_w(x, dout, w)
-
-    return _kernel("DwForward%d" % stride, out_shape, _first, bprop)
-
-
-def im2col_op(stride):
-    """``op(x_nhwc) -> cols [B, Ho, Wo, C*9]``: the 3x3 "same" windows, column c*9 + ky*3 + kx."""
-    def out_shape(x):
-        return [x[0], _same(x[1], stride), _same(x[2], stride), x[3] * 9]
-
-    col2im = _kernel("Col2Im%d" % stride, _last, _first)
-
-    def bprop(x, out, dout):
-        return (col2im(dout, x),)
-
-    return _kernel("Im2Col%d" % stride, out_shape, _first, bprop)
-
-
-def batch_norm_op(relu6):
-    """``op(x_nhwc, gamma, beta, moving_mean, moving_var) -> (y, batch_mean, batch_var, new_moving_mean,
-    new_moving_var)``: training BatchNorm (+ ReLU6) and the moving-average update, compiled."""
-    def shapes(x, gamma, *_):
-        return x, gamma, gamma, gamma, gamma
-
-    def dtypes(x, *_):
-        return (x,) * 5
-
-    grad = _kernel("BnBackward%d" % relu6, lambda dy, x, gamma, *_: (x, gamma, gamma),
-                   lambda *types: types[:1] * 3)
-
-    def bprop(x, gamma, beta, moving_mean, moving_var, out, dout):
-        dx, dgamma, dbeta = grad(dout[0], x, gamma, beta, out[1], out[2])
-        return dx, dgamma, dbeta, ops.zeros_like(moving_mean), ops.zeros_like(moving_var)
-
-    return _kernel("BnForward%d" % relu6, shapes, dtypes, bprop)
-
-
-def batch_norm_apply_op(relu6):
-    """``op(x_nhwc, gamma, beta, mean, var) -> y``: BatchNorm with given statistics (+ ReLU6)."""
-    grad = _kernel("BnApplyBackward%d" % relu6, lambda dy, x, gamma, *_: (x, gamma, gamma),
-                   lambda *dtypes: dtypes[:1] * 3)
-
-    def bprop(x, gamma, beta, mean, var, out, dout):
-        dx, dgamma, dbeta = grad(dout, x, gamma, beta, mean, var)
-        return dx, dgamma, dbeta, ops.zeros_like(mean), ops.zeros_like(var)
-
-    return _kernel("BnApply%d" % relu6, _first, _first, bprop)
+NEG_INF = -3.0e38
 
 
 def conv_weight(shape, init=None):
@@ -124,79 +33,165 @@ def conv_weight(shape, init=None):
     return Parameter(initializer(init, shape, ms.float32), name="weight")
 
 
-class Conv1x1(nn.Cell):
-    """Pointwise convolution, weight [out, in, 1, 1] (+ bias [out]). Fast: one NHWC matrix product."""
+# ---- windows of NHWC tensors from slices (the fast formulation's general path) ---------------------
 
-    def __init__(self, in_channels, out_channels, has_bias=False, fast=False, weight_init=None, bias_init="zeros"):
+def out_side(size, kernel, stride, padding, dilation=1):
+    """Output side of a window op: "same" rounds up; an int pads both sides."""
+    if padding == "same":
+        return (size + stride - 1) // stride
+    return (size + 2 * padding - (kernel - 1) * dilation - 1) // stride + 1
+
+
+def pads(size, kernel, stride, padding, dilation=1):
+    """(before, after) zero padding of one axis; "same" puts the odd row or column at the end (TensorFlow)."""
+    if padding != "same":
+        return padding, padding
+    span = (kernel - 1) * dilation + 1
+    total = max((out_side(size, kernel, stride, padding) - 1) * stride + span - size, 0)
+    return total // 2, total - total // 2
+
+
+def phases(x, stride, rows, cols):
+    """NHWC ``x`` (at least ``stride * rows`` x ``stride * cols``) as ``stride`` x ``stride`` subsampled
+    grids: ``grids[py][px]`` is x[:, py::stride, px::stride, :], rows x cols. Built from reshapes and
+    ``ops.slice``: MindSpore 2.10's CPU StridedSlice (Python slice syntax) is much slower, and its
+    PyNative gradient with steps fails."""
+    batch, channels = x.shape[0], x.shape[3]
+    x = ops.slice(x, (0, 0, 0, 0), (batch, rows * stride, cols * stride, channels))
+    by_row = ops.reshape(x, (batch, rows, stride * cols * stride * channels))
+    width = cols * stride * channels
+    grids = []
+    for py in range(stride):
+        row = ops.reshape(ops.slice(by_row, (0, 0, py * width), (batch, rows, width)),
+                          (batch, rows, cols, stride * channels))
+        grids.append([ops.slice(row, (0, 0, 0, px * channels), (batch, rows, cols, channels))
+                      for px in range(stride)])
+    return grids
+
+
+def window_slices(x, kernel, stride, padding, dilation, fill=0.0):
+    """The kernel x kernel shifted views of NHWC ``x`` a window op reads: list of [B, Ho, Wo, C], tap
+    (ky, kx) in row-major order, read from ``x`` padded with ``fill``."""
+    batch, height, width, channels = x.shape
+    top, bottom = pads(height, kernel, stride, padding, dilation)
+    left, right = pads(width, kernel, stride, padding, dilation)
+    out_h = out_side(height, kernel, stride, padding, dilation)
+    out_w = out_side(width, kernel, stride, padding, dilation)
+    reach = (kernel - 1) * dilation // stride
+    extra_h = max(stride * (reach + out_h) - (top + height + bottom), 0)
+    extra_w = max(stride * (reach + out_w) - (left + width + right), 0)
+    if top or bottom or left or right or extra_h or extra_w:
+        x = ops.pad(x, (0, 0, left, right + extra_w, top, bottom + extra_h), value=fill)
+    grids = phases(x, stride, reach + out_h, reach + out_w) if stride > 1 else [[x]]
+    views = []
+    for tap in range(kernel * kernel):
+        y0, x0 = tap // kernel * dilation, tap % kernel * dilation
+        grid = grids[y0 % stride][x0 % stride]
+        views.append(ops.slice(grid, (0, y0 // stride, x0 // stride, 0), (batch, out_h, out_w, channels)))
+    return views
+
+
+# ---- convolution ------------------------------------------------------------------------------
+
+def fast_path(kernel, stride, padding, dilation, depthwise):
+    """How the fast formulation computes a convolution: "pointwise" (one matrix product), "im2col"
+    (compiled 3x3 im2col, then a matrix product), "depthwise3x3" (compiled kernel) or "slices" (shifted
+    views of the padded input: their concatenation times the weight when dense, a weighted sum when
+    depthwise)."""
+    if kernel == 1 and padding in ("same", 0):
+        return "pointwise"
+    if kernel == 3 and padding == "same" and dilation == 1 and stride in (1, 2):
+        return "depthwise3x3" if depthwise else "im2col"
+    return "slices"
+
+
+class Conv(nn.Cell):
+    """Convolution with weight [out, in / groups, k, k] and optional bias [out]; ``groups`` is 1 (dense) or
+    ``in_channels`` (depthwise, out == in). ``padding`` is "same" (TensorFlow) or a number of zero rows
+    and columns on each side. Input and output are NCHW (MindSpore's Conv2D), or NHWC with ``fast``
+    (the way given by ``path``, see :func:`fast_path`)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, groups=1, has_bias=False, fast=False,
+                 padding="same", dilation=1, weight_init=None, bias_init="zeros"):
         super().__init__()
-        self.weight = conv_weight((out_channels, in_channels, 1, 1), weight_init)
+        if groups not in (1, in_channels) or (groups != 1 and out_channels != in_channels):
+            raise ValueError("only dense or depthwise convolutions are supported, got groups=%d" % groups)
+        self.weight = conv_weight((out_channels, in_channels // groups, kernel_size, kernel_size), weight_init)
         self.bias = Parameter(initializer(bias_init, (out_channels,), ms.float32), name="bias") if has_bias else None
-        self.fast = fast
-        self.matrix = (out_channels, in_channels)
-        if fast:
-            self.matmul = ops.MatMul(transpose_b=True)
-        else:
-            self.conv = ops.Conv2D(out_channels, 1)
-            self.bias_add = ops.BiasAdd()
-
-    def construct(self, x):
-        if self.fast:
-            rows = ops.reshape(x, (-1, self.matrix[1]))
-            y = self.matmul(rows, ops.reshape(self.weight, self.matrix))
-            if self.bias is not None:
-                y = y + self.bias
-            return ops.reshape(y, x.shape[:-1] + (self.matrix[0],))
-        y = self.conv(x, self.weight)
-        return y if self.bias is None else self.bias_add(y, self.bias)
-
-
-class DepthwiseConv3x3(nn.Cell):
-    """3x3 depthwise convolution ("same" padding, stride 1 or 2) with weight [C, 1, 3, 3] and no bias."""
-
-    def __init__(self, channels, stride=1, fast=False):
-        super().__init__()
-        self.weight = conv_weight((channels, 1, 3, 3))
-        if fast:
+        self.kernel, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.depthwise = groups != 1
+        self.matrix = (out_channels, in_channels // groups * kernel_size * kernel_size)
+        self.path = fast_path(kernel_size, stride, padding, dilation, self.depthwise) if fast else "plain"
+        if self.path == "plain":
+            mode = "same" if padding == "same" else "pad"
+            self.conv = ops.Conv2D(out_channels, kernel_size, pad_mode=mode, pad=0 if padding == "same" else padding,
+                                   stride=stride, dilation=dilation, group=groups)
+        elif self.path == "depthwise3x3":
             self.conv = depthwise_op(stride)
-        else:
-            self.conv = ops.Conv2D(channels, 3, pad_mode="same", stride=stride, group=channels)
-
-    def construct(self, x):
-        return self.conv(x, self.weight)
-
-
-class DenseConv3x3(nn.Cell):
-    """Dense 3x3 convolution without bias ("same" padding), weight [out, in, 3, 3] (the MobileNetV2 stem).
-
-    Fast: im2col (compiled) then one matrix product with the weight viewed as [out, in*9].
-    """
-
-    def __init__(self, in_channels, out_channels, stride=1, fast=False):
-        super().__init__()
-        self.weight = conv_weight((out_channels, in_channels, 3, 3))
-        self.fast = fast
-        self.matrix = (out_channels, in_channels * 9)
-        if fast:
+        elif self.path == "im2col":
             self.im2col = im2col_op(stride)
-            self.matmul = ops.MatMul(transpose_b=True)
-        else:
-            self.conv = ops.Conv2D(out_channels, 3, pad_mode="same", stride=stride)
+        self.matmul = ops.MatMul(transpose_b=True)
 
     def construct(self, x):
-        if not self.fast:
-            return self.conv(x, self.weight)
-        cols = self.im2col(x)
-        y = self.matmul(ops.reshape(cols, (-1, self.matrix[1])), ops.reshape(self.weight, self.matrix))
-        return ops.reshape(y, cols.shape[:-1] + (self.matrix[0],))
+        if self.path == "plain":
+            y = self.conv(x, self.weight)
+            return y if self.bias is None else ops.bias_add(y, self.bias)
+        if self.path == "depthwise3x3":
+            return self._add_bias(self.conv(x, self.weight))
+        if self.path == "im2col":
+            return self._dense(self.im2col(x))
+        if self.path == "pointwise":
+            return self._dense(x if self.stride == 1 else window_slices(x, 1, self.stride, "same", 1)[0])
+        if self.depthwise:
+            return self._add_bias(self._depthwise_slices(x))
+        columns = ops.concat(window_slices(x, self.kernel, self.stride, self.padding, self.dilation), -1)
+        return self._dense(columns, tap_major=True)
+
+    def _add_bias(self, y):
+        return y if self.bias is None else y + self.bias
+
+    def _dense(self, columns, tap_major=False):
+        """columns [B, H, W, K] times the weight as [out, K] (+ bias): K ordered (c, ky, kx), or (ky, kx, c)
+        if tap_major."""
+        weight = ops.transpose(self.weight, (0, 2, 3, 1)) if tap_major else self.weight
+        y = self.matmul(ops.reshape(columns, (-1, self.matrix[1])), ops.reshape(weight, self.matrix))
+        y = self._add_bias(y)
+        return ops.reshape(y, columns.shape[:-1] + (self.matrix[0],))
+
+    def _depthwise_slices(self, x):
+        taps = ops.transpose(ops.reshape(self.weight, (self.matrix[0], -1)), (1, 0))
+        views = window_slices(x, self.kernel, self.stride, self.padding, self.dilation)
+        y = views[0] * taps[0]
+        for k in range(1, len(views)):
+            y = y + views[k] * taps[k]
+        return y
+
+
+# ---- normalisation and activations ------------------------------------------------------------
+
+def _rows(shape):
+    rows = 1
+    for side in shape[:-1]:
+        rows = rows * side
+    return rows
 
 
 class FastBatchNorm(nn.Cell):
     """BatchNorm over the last (channel) axis, optionally followed by ReLU6, with nn.BatchNorm2d's
     parameters and semantics (batch statistics in training, moving averages updated with the unbiased
-    variance; moving statistics in inference), each way one compiled kernel. ``momentum`` is the
-    weight of a new batch in the moving averages, as in nn.BatchNorm2d's attribute."""
+    variance; moving statistics in inference), each way one compiled kernel. ``momentum`` is as
+    nn.BatchNorm2d takes it (the weight of the old average); the attribute, as nn.BatchNorm2d's, holds
+    the weight of a new batch.
 
-    def __init__(self, channels, relu6):
+    The kernels are compiled with BN_EPS and BN_MOMENTUM; with those settings (the model zoo's for
+    SSD-MobileNetV2, GhostNet and the SSD heads) the training kernel also gives the new moving averages.
+    With a model's own settings (eps 1e-5 and momentum 0.9 for MobileNetV1 and the FPN, momentum 0.997
+    for ResNet50) inference shifts the moving variance by ``eps - BN_EPS``, so it is exact for any eps, the
+    moving averages are updated here with the model's momentum, and training normalises with BN_EPS (a
+    difference far below the batch variances of these layers).
+    """
+
+    def __init__(self, channels, relu6=False, eps=BN_EPS, momentum=BN_MOMENTUM):
         super().__init__()
         self.gamma = Parameter(initializer("ones", (channels,), ms.float32), name="gamma")
         self.beta = Parameter(initializer("zeros", (channels,), ms.float32), name="beta")
@@ -204,71 +199,218 @@ class FastBatchNorm(nn.Cell):
                                      requires_grad=False)
         self.moving_variance = Parameter(initializer("ones", (channels,), ms.float32), name="moving_variance",
                                          requires_grad=False)
-        self.momentum = 1.0 - BN_MOMENTUM
+        self.momentum = 1.0 - float(momentum)
+        self.kernel_settings = eps == BN_EPS and momentum == BN_MOMENTUM
+        self.var_shift = float(eps - BN_EPS)
         self.train_op = batch_norm_op(int(relu6))
         self.infer_op = batch_norm_apply_op(int(relu6))
 
     def construct(self, x):
-        if self.training:
-            y, _, _, mean, var = self.train_op(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)
-            ops.assign(self.moving_mean, mean)
-            ops.assign(self.moving_variance, var)
-            return y
-        return self.infer_op(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)
-
-
-def batch_norm(channels, fast=False):
-    """BatchNorm with the model zoo's settings (parameters gamma, beta, moving_mean, moving_variance)."""
-    if fast:
-        return FastBatchNorm(channels, relu6=False)
-    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
-
-
-def batch_norm_relu6(channels, fast=False):
-    """[BatchNorm, ReLU6] as two cells (the model zoo's layout); fast: the fused cell and an Identity."""
-    if fast:
-        return [FastBatchNorm(channels, relu6=True), nn.Identity()]
-    return [batch_norm(channels), nn.ReLU6()]
-
-
-def conv3x3(in_channels, out_channels, stride=1, groups=1, fast=False):
-    """A 3x3 convolution without bias: depthwise when groups == in_channels == out_channels, else dense."""
-    if groups == 1:
-        return DenseConv3x3(in_channels, out_channels, stride, fast)
-    if groups != in_channels or in_channels != out_channels:
-        raise ValueError("only dense or depthwise 3x3 convolutions are supported, got groups=%d" % groups)
-    return DepthwiseConv3x3(in_channels, stride, fast)
-
-
-class ConvBNReLU(nn.Cell):
-    """Convolution (1x1, dense 3x3 or depthwise 3x3), BatchNorm and ReLU6, held as ``features.0/1/2``."""
-
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, groups=1, fast=False):
-        super().__init__()
-        if kernel_size == 1:
-            conv = Conv1x1(in_channels, out_channels, fast=fast)
+        if not self.training:
+            variance = self.moving_variance if self.kernel_settings else self.moving_variance + self.var_shift
+            return self.infer_op(x, self.gamma, self.beta, self.moving_mean, variance)
+        out = self.train_op(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)
+        if self.kernel_settings:
+            ops.assign(self.moving_mean, out[3])
+            ops.assign(self.moving_variance, out[4])
         else:
-            conv = conv3x3(in_channels, out_channels, stride, groups, fast)
-        self.features = nn.SequentialCell([conv] + batch_norm_relu6(out_channels, fast))
+            self._update_moving_averages(out[1], out[2], _rows(x.shape))
+        return out[0]
+
+    def _update_moving_averages(self, mean, var, rows):
+        """The moving averages with this layer's momentum, from the batch mean and biased variance."""
+        unbiased = var * (rows / max(rows - 1, 1))
+        keep = 1.0 - self.momentum
+        ops.assign(self.moving_mean, keep * self.moving_mean + self.momentum * mean)
+        ops.assign(self.moving_variance, keep * self.moving_variance + self.momentum * unbiased)
+
+
+def with_gamma(norm, gamma_init):
+    """``norm`` with its gamma set to ``gamma_init`` (e.g. "zeros": a residual block starting as the identity)."""
+    if gamma_init != "ones":
+        norm.gamma.set_data(initializer(gamma_init, norm.gamma.shape, ms.float32))
+    return norm
+
+
+class HardSigmoid(nn.Cell):
+    """relu6(x + 3) / 6 (GhostNet's squeeze-and-excitation gate)."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu6 = nn.ReLU6()
+
+    def construct(self, x):
+        return self.relu6(x + 3.0) / 6.0
+
+
+def activation(name):
+    """A cell for "relu", "relu6" or "hsigmoid" (relu6(x + 3) / 6)."""
+    cells = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hsigmoid": HardSigmoid}
+    return cells[name]()
+
+
+# ---- pooling, resizing, L2 normalisation ------------------------------------------------------
+
+class MaxPool(nn.Cell):
+    """Max pooling, "same" padding (padded cells never win), NCHW or NHWC (``fast``)."""
+
+    def __init__(self, kernel_size, stride, fast=False):
+        super().__init__()
+        self.kernel, self.stride, self.fast = kernel_size, stride, fast
+        self.pool = None if fast else nn.MaxPool2d(kernel_size=kernel_size, stride=stride, pad_mode="same")
+
+    def construct(self, x):
+        if not self.fast:
+            return self.pool(x)
+        views = window_slices(x, self.kernel, self.stride, "same", 1, NEG_INF)
+        y = views[0]
+        for k in range(1, len(views)):
+            y = ops.maximum(y, views[k])
+        return y
+
+
+def legacy_bilinear_weights(in_size, out_size):
+    """Source rows (i0, i1) and weights of the second for TensorFlow's legacy bilinear resize
+    (align_corners and half_pixel_centers both False): output row r reads input r * in / out."""
+    src = np.arange(out_size, dtype=np.float64) * (in_size / out_size)
+    low = np.minimum(np.floor(src).astype(np.int32), in_size - 1)
+    high = np.minimum(low + 1, in_size - 1)
+    return low, high, (src - low).astype(np.float32)
+
+
+class Upsample(nn.Cell):
+    """Bilinear resize of square maps from ``in_size`` to ``out_size`` (MindSpore's ResizeBilinear with
+    its defaults, i.e. TensorFlow's legacy mode, as the model zoo's FPN uses), as gathers of precomputed
+    rows; NCHW or NHWC."""
+
+    def __init__(self, in_size, out_size, channels_last=False):
+        super().__init__()
+        low, high, frac = legacy_bilinear_weights(in_size, out_size)
+        self.low, self.high = Tensor(low), Tensor(high)
+        self.axes = (1, 2) if channels_last else (2, 3)
+        self.fractions = []
+        for axis in self.axes:
+            shape = [1, 1, 1, 1]
+            shape[axis] = out_size
+            self.fractions.append(Tensor(frac.reshape(shape)))
+        self.fractions = tuple(self.fractions)
+
+    def construct(self, x):
+        for axis, frac in zip(self.axes, self.fractions):
+            first = ops.gather(x, self.low, axis)
+            x = first + (ops.gather(x, self.high, axis) - first) * frac
+        return x
+
+
+class L2Norm(nn.Cell):
+    """Scales every position's channel vector to unit L2 norm, then by a learned per-channel ``scale``
+    (initialised to ``scale_init``; SSD paper section 3.1 and ParseNet, Liu et al. 2015). Written as a
+    division by ``sqrt`` because MindSpore's ONNX export has no mapping for ``rsqrt``."""
+
+    def __init__(self, channels, scale_init=20.0, channels_last=False, eps=1e-10):
+        super().__init__()
+        self.scale = Parameter(initializer(float(scale_init), (channels,), ms.float32), name="scale")
+        self.axis = -1 if channels_last else 1
+        self.shape = (channels,) if channels_last else (channels, 1, 1)
+        self.eps = eps
+
+    def construct(self, x):
+        norm = ops.sqrt((x * x).sum(self.axis, keepdims=True) + self.eps)
+        return x / norm * ops.reshape(self.scale, self.shape)
+
+
+# ---- the layer factories ----------------------------------------------------------------------
+
+class PlainLayers:
+    """Builds layers in the plain formulation (NCHW; MindSpore's Conv2D, BatchNorm2d, MaxPool2d).
+
+    ``conv_bn_act`` gives [conv, BatchNorm, activation] as the model zoo lays them out (indices 0, 1, 2;
+    act None: no activation cell). BatchNorm defaults to the model zoo's SSD settings (BN_EPS,
+    BN_MOMENTUM); networks pass their own where the model zoo's differ.
+    """
+    fast = False
+    channels_last = False
+    channel_axis = 1
+
+    def conv(self, in_channels, out_channels, kernel_size=1, stride=1, groups=1, has_bias=False, **options):
+        """A :class:`Conv`; ``options``: padding, dilation, weight_init, bias_init."""
+        return Conv(in_channels, out_channels, kernel_size, stride, groups, has_bias, self.fast, **options)
+
+    def batch_norm(self, channels, eps=BN_EPS, momentum=BN_MOMENTUM, gamma_init="ones"):
+        """BatchNorm (parameters gamma, beta, moving_mean, moving_variance)."""
+        return with_gamma(nn.BatchNorm2d(channels, eps=eps, momentum=momentum), gamma_init)
+
+    def batch_norm_act(self, channels, act, eps=BN_EPS, momentum=BN_MOMENTUM):
+        """[BatchNorm, activation] (act None: [BatchNorm])."""
+        norm = [self.batch_norm(channels, eps, momentum)]
+        return norm if act is None else norm + [activation(act)]
+
+    def conv_bn_act(self, in_channels, out_channels, kernel_size=3, stride=1, groups=1, act="relu6", eps=BN_EPS,
+                    momentum=BN_MOMENTUM, has_bias=False, conv=None):
+        """[conv, BatchNorm, activation]; ``conv`` reuses a given convolution (weight sharing)."""
+        if conv is None:
+            conv = self.conv(in_channels, out_channels, kernel_size, stride, groups, has_bias)
+        return [conv] + self.batch_norm_act(out_channels, act, eps, momentum)
+
+    def max_pool(self, kernel_size, stride):
+        return MaxPool(kernel_size, stride, self.fast)
+
+    def upsample(self, in_size, out_size):
+        return Upsample(in_size, out_size, self.channels_last)
+
+    def l2norm(self, channels, scale_init=20.0):
+        return L2Norm(channels, scale_init, self.channels_last)
+
+
+class FastLayers(PlainLayers):
+    """Builds layers in the fast CPU formulation (NHWC; compiled kernels, see the module docstring)."""
+    fast = True
+    channels_last = True
+    channel_axis = -1
+
+    def batch_norm(self, channels, eps=BN_EPS, momentum=BN_MOMENTUM, gamma_init="ones"):
+        return with_gamma(FastBatchNorm(channels, False, eps, momentum), gamma_init)
+
+    def batch_norm_act(self, channels, act, eps=BN_EPS, momentum=BN_MOMENTUM):
+        """ReLU6 is applied by the BatchNorm kernel, and an Identity keeps the activation's index."""
+        if act != "relu6":
+            return super().batch_norm_act(channels, act, eps, momentum)
+        return [FastBatchNorm(channels, True, eps, momentum), nn.Identity()]
+
+
+def make_layers(fast):
+    """The layer factory of a formulation: FastLayers when ``fast``, else PlainLayers."""
+    return FastLayers() if fast else PlainLayers()
+
+
+# ---- blocks -----------------------------------------------------------------------------------
+
+class ConvBNAct(nn.Cell):
+    """[conv, BatchNorm, activation] (``layers.conv_bn_act(...)``) held as ``features.0/1/2``, the model
+    zoo's ConvBNReLU layout."""
+
+    def __init__(self, cells):
+        super().__init__()
+        self.features = nn.SequentialCell(cells)
 
     def construct(self, x):
         return self.features(x)
 
 
 class InvertedResidual(nn.Cell):
-    """MobileNetV2 bottleneck (Sandler et al. 2018, "MobileNetV2", fig. 4d): 1x1 expansion + ReLU6,
-    3x3 depthwise + ReLU6, linear 1x1 projection + BN (``conv.0..3``); identity shortcut when the
-    stride is 1 and the channels match. ``last_relu`` adds a final ReLU6 (the SSD extra layers)."""
+    """MobileNetV2 bottleneck (Sandler et al. 2018, "MobileNetV2", fig. 4d): 1x1 expansion + ``act``
+    (ReLU6), 3x3 depthwise + ``act``, linear 1x1 projection + BN (``conv.0..3``); identity shortcut when
+    the stride is 1 and the channels match. ``last_relu`` adds a final ReLU6 (the SSD extra layers)."""
 
-    def __init__(self, in_channels, out_channels, stride, expand_ratio, last_relu=False, fast=False):
+    def __init__(self, in_channels, out_channels, stride, expand_ratio, layers, last_relu=False, act="relu6"):
         super().__init__()
         hidden = int(round(in_channels * expand_ratio))
-        layers = []
+        cells = []
         if expand_ratio != 1:
-            layers.append(ConvBNReLU(in_channels, hidden, kernel_size=1, fast=fast))
-        layers += [ConvBNReLU(hidden, hidden, 3, stride, groups=hidden, fast=fast),
-                   Conv1x1(hidden, out_channels, fast=fast), batch_norm(out_channels, fast)]
-        self.conv = nn.SequentialCell(layers)
+            cells.append(ConvBNAct(layers.conv_bn_act(in_channels, hidden, 1, act=act)))
+        cells += [ConvBNAct(layers.conv_bn_act(hidden, hidden, 3, stride, groups=hidden, act=act)),
+                  layers.conv(hidden, out_channels), layers.batch_norm(out_channels)]
+        self.conv = nn.SequentialCell(cells)
         self.use_residual = stride == 1 and in_channels == out_channels
         self.last_relu = last_relu
         self.relu = nn.ReLU6()

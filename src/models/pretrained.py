@@ -26,13 +26,13 @@ import re
 import mindspore as ms
 from mindspore import Tensor
 
+from src.checkpoint import read_checkpoint
 from src.errors import UserError
 from src.models.backbones.ghostnet import SPLIT, GhostNetFeatures
 from src.models.backbones.mobilenet_v1 import MobileNetV1
 from src.models.backbones.mobilenet_v2 import SPLIT_BLOCK, MobileNetV2Features
 from src.models.backbones.resnet import ResNet50
 from src.models.backbones.vgg16 import BLOCKS, VGG16
-from src.models.checkpoint import read_checkpoint
 
 CLASSIFIER = re.compile(r"(^|\.)(fc|head|classifier|end_point|conv_head|dense)(\.|$)")
 OPTIMIZER = re.compile(r"^(moments|accum|adam_[mv]|learning_rate|global_step|momentum|beta[12]_power|"

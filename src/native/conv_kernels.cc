@@ -1,4 +1,4 @@
-// Fast CPU kernels of src/models/layers.py (its fast formulation), called through ops.Custom "aot".
+// Fast CPU kernels of the fast formulation of src/models/layers.py, wrapped as ops.Custom "aot" in src/native/kernels.py.
 //
 // NHWC float32 kernels, parallel over rows (std::thread), vectorised over channels:
 // * DwForward{S}(x, w) -> y, DwBackwardInput{S}(dy, w, x) -> dx, DwBackwardWeight{S}(x, dy, w) -> dw:
@@ -10,7 +10,7 @@
 // * BnApply{R}(x, gamma, beta, mean, var) -> y and BnApplyBackward{R}: inference BatchNorm (+ ReLU6).
 // Sums over rows are deterministic for a given thread count.
 //
-// SSD_BN_EPS and SSD_BN_MOMENTUM come from layers.py on the compiler's command line.
+// SSD_BN_EPS and SSD_BN_MOMENTUM come from src/native/kernels.py on the compiler's command line.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

@@ -17,7 +17,7 @@ import math
 
 from mindspore import nn, ops
 
-from src.models.blocks import Conv, ConvBNAct, activation, batch_norm
+from src.models.layers import ConvBNAct, activation
 
 # kernel, expansion channels, output channels, squeeze-and-excitation, stride (GhostNet 1.3x)
 BOTTLENECKS = ((3, 24, 20, False, 1), (3, 64, 32, False, 2), (3, 96, 32, False, 1), (5, 96, 52, True, 2),
@@ -32,22 +32,22 @@ def divisible_by_4(value):
     return int(math.ceil(value / 4.0) * 4)
 
 
-def unit(in_channels, out_channels, kernel=1, stride=1, groups=1, act="relu", fast=False):
+def unit(layers, in_channels, out_channels, kernel=1, stride=1, groups=1, act="relu"):
     """Conv + BN (+ ReLU) as ``features.0/1(/2)``."""
-    return ConvBNAct(in_channels, out_channels, kernel, stride, groups, fast, act)
+    return ConvBNAct(layers.conv_bn_act(in_channels, out_channels, kernel, stride, groups, act))
 
 
 class SqueezeExcite(nn.Cell):
     """Global average, 1x1 reduce (bias) + ReLU, 1x1 expand (bias) + hard sigmoid, times the input."""
 
-    def __init__(self, channels, fast=False, ratio=4):
+    def __init__(self, channels, layers, ratio=4):
         super().__init__()
         mid = divisible_by_4(channels // ratio)
-        self.conv_reduce = Conv(channels, mid, 1, has_bias=True, fast=fast)
-        self.conv_expand = Conv(mid, channels, 1, has_bias=True, fast=fast)
+        self.conv_reduce = layers.conv(channels, mid, 1, has_bias=True)
+        self.conv_expand = layers.conv(mid, channels, 1, has_bias=True)
         self.relu = nn.ReLU()
         self.gate = activation("hsigmoid")
-        self.axes = (1, 2) if fast else (2, 3)
+        self.axes = (1, 2) if layers.channels_last else (2, 3)
 
     def construct(self, x):
         weight = x.mean(self.axes, keep_dims=True)
@@ -57,12 +57,12 @@ class SqueezeExcite(nn.Cell):
 class GhostModule(nn.Cell):
     """``primary_conv`` (1x1) and ``cheap_operation`` (3x3 depthwise) outputs, concatenated."""
 
-    def __init__(self, in_channels, out_channels, act="relu", fast=False):
+    def __init__(self, in_channels, out_channels, act, layers):
         super().__init__()
         init = int(math.ceil(out_channels / 2))
-        self.primary_conv = unit(in_channels, init, act=act, fast=fast)
-        self.cheap_operation = unit(init, init, 3, groups=init, act=act, fast=fast)
-        self.axis = -1 if fast else 1
+        self.primary_conv = unit(layers, in_channels, init, act=act)
+        self.cheap_operation = unit(layers, init, init, 3, groups=init, act=act)
+        self.axis = layers.channel_axis
 
     def construct(self, x):
         primary = self.primary_conv(x)
@@ -72,19 +72,20 @@ class GhostModule(nn.Cell):
 class GhostBottleneck(nn.Cell):
     """Ghost module, (strided depthwise), (SE), Ghost module, plus the shortcut."""
 
-    def __init__(self, in_channels, mid, out_channels, kernel, stride=1, use_se=False, fast=False):
+    def __init__(self, in_channels, mid, out_channels, kernel, stride, use_se, layers):
         super().__init__()
-        self.ghost1 = GhostModule(in_channels, mid, "relu", fast)
+        self.ghost1 = GhostModule(in_channels, mid, "relu", layers)
         self.use_dw, self.use_se = stride > 1, use_se
         if self.use_dw:
-            self.dw = unit(mid, mid, kernel, stride, groups=mid, act=None, fast=fast)
+            self.dw = unit(layers, mid, mid, kernel, stride, groups=mid, act=None)
         if use_se:
-            self.se = SqueezeExcite(mid, fast)
-        self.ghost2 = GhostModule(mid, out_channels, None, fast)
+            self.se = SqueezeExcite(mid, layers)
+        self.ghost2 = GhostModule(mid, out_channels, None, layers)
         self.down_sample = in_channels != out_channels or stride != 1
         if self.down_sample:
-            self.shortcut = nn.SequentialCell([unit(in_channels, in_channels, kernel, stride, in_channels, None, fast),
-                                               unit(in_channels, out_channels, act=None, fast=fast)])
+            self.shortcut = nn.SequentialCell([
+                unit(layers, in_channels, in_channels, kernel, stride, groups=in_channels, act=None),
+                unit(layers, in_channels, out_channels, act=None)])
 
     def construct(self, x):
         out = self.ghost1(x)
@@ -99,41 +100,19 @@ class GhostBottleneck(nn.Cell):
 class GhostNetFeatures(nn.Cell):
     """Returns (stride-16 map with 864 channels, stride-32 map with 1248 channels)."""
 
-    def __init__(self, fast=False):
+    def __init__(self, layers):
         super().__init__()
-        blocks = [unit(3, STEM, 3, 2, fast=fast)]
+        blocks = [unit(layers, 3, STEM, 3, 2)]
         channels = STEM
         for index, (kernel, mid, out, use_se, stride) in enumerate(BOTTLENECKS):
             if index == SPLIT:
-                self.expand_layer_conv_11 = unit(channels, channels * EXPAND, fast=fast)
-            blocks.append(GhostBottleneck(channels, mid, out, kernel, stride, use_se, fast))
+                self.expand_layer_conv_11 = unit(layers, channels, channels * EXPAND)
+            blocks.append(GhostBottleneck(channels, mid, out, kernel, stride, use_se, layers))
             channels = out
-        blocks.append(unit(channels, LAST, fast=fast))
+        blocks.append(unit(layers, channels, LAST))
         self.features_1 = nn.SequentialCell(blocks[:SPLIT + 1])
         self.features_2 = nn.SequentialCell(blocks[SPLIT + 1:])
 
     def construct(self, x):
         out = self.features_1(x)
         return self.expand_layer_conv_11(out), self.features_2(out)
-
-
-class ExtraLayer(nn.Cell):
-    """ssd_ghostnet's extra layer: the SSD300 inverted residual with ReLU inside (1x1 expansion to
-    ``in * ratio``, 3x3 depthwise with the stride, linear 1x1 + BN; ``conv.0..3``) and ReLU6 at the end."""
-
-    def __init__(self, in_channels, out_channels, stride, ratio, fast=False):
-        super().__init__()
-        hidden = int(round(in_channels * ratio))
-        self.conv = nn.SequentialCell([unit(in_channels, hidden, fast=fast),
-                                       unit(hidden, hidden, 3, stride, groups=hidden, fast=fast),
-                                       Conv(hidden, out_channels, 1, fast=fast), batch_norm(out_channels, fast)])
-        self.relu6 = nn.ReLU6()
-
-    def construct(self, x):
-        return self.relu6(self.conv(x))
-
-
-def ghostnet_extras(cfg, fast=False):
-    """CellList of the extra layers from cfg.extras_in_channels/out_channels/strides/ratio[2:]."""
-    return nn.CellList([ExtraLayer(cfg.extras_in_channels[i], cfg.extras_out_channels[i], cfg.extras_strides[i],
-                                   cfg.extras_ratio[i], fast) for i in range(2, len(cfg.extras_in_channels))])

@@ -7,8 +7,6 @@ channels). BatchNorm keeps the model zoo's settings for this network (eps 1e-5, 
 """
 from mindspore import nn
 
-from src.models.blocks import conv_bn_act
-
 # (output channels of the pointwise layer, stride of the depthwise layer before it)
 PAIRS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1),
          (512, 1), (1024, 2), (1024, 1))
@@ -18,15 +16,15 @@ BN = {"eps": 1e-5, "momentum": 0.9}
 class MobileNetV1(nn.Cell):
     """Returns the outputs of the layers listed in ``taps`` (a tuple, in order)."""
 
-    def __init__(self, taps=(22, 26), fast=False):
+    def __init__(self, layers, taps=(22, 26)):
         super().__init__()
-        layers = [conv_bn_act(3, 32, 3, 2, fast=fast, **BN)]
+        units = [layers.conv_bn_act(3, 32, 3, 2, **BN)]
         channels = 32
         for out, stride in PAIRS:
-            layers.append(conv_bn_act(channels, channels, 3, stride, groups=channels, fast=fast, **BN))
-            layers.append(conv_bn_act(channels, out, 1, fast=fast, **BN))
+            units.append(layers.conv_bn_act(channels, channels, 3, stride, groups=channels, **BN))
+            units.append(layers.conv_bn_act(channels, out, 1, **BN))
             channels = out
-        self.network = nn.CellList([nn.SequentialCell(cells) for cells in layers[:max(taps) + 1]])
+        self.network = nn.CellList([nn.SequentialCell(cells) for cells in units[:max(taps) + 1]])
         self.taps = tuple(taps)
 
     def construct(self, x):

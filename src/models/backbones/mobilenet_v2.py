@@ -8,7 +8,7 @@ Linear Bottlenecks", table 2), laid out as the MindSpore model zoo's SSD300 so i
 """
 from mindspore import nn
 
-from src.models.layers import ConvBNReLU, InvertedResidual
+from src.models.layers import ConvBNAct, InvertedResidual
 
 # expansion t, output channels c, repeats n, first stride s (the paper's table 2)
 BOTTLENECKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -25,21 +25,21 @@ def make_divisible(value, divisor=8):
 class MobileNetV2Features(nn.Cell):
     """Returns (stride-16 map with ``expand_channels`` channels, stride-32 map with 1280 channels)."""
 
-    def __init__(self, width_mult=1.0, fast=False):
+    def __init__(self, layers, width_mult=1.0):
         super().__init__()
         channels = make_divisible(32 * width_mult)
-        layers = [ConvBNReLU(3, channels, 3, stride=2, fast=fast)]
+        blocks = [ConvBNAct(layers.conv_bn_act(3, channels, 3, 2))]
         for t, c, n, s in BOTTLENECKS:
             out = make_divisible(c * width_mult)
             for i in range(n):
-                if len(layers) - 1 == SPLIT_BLOCK:
-                    self.expand_layer_conv_13 = ConvBNReLU(channels, int(round(channels * t)), 1, fast=fast)
-                layers.append(InvertedResidual(channels, out, s if i == 0 else 1, t, fast=fast))
+                if len(blocks) - 1 == SPLIT_BLOCK:
+                    self.expand_layer_conv_13 = ConvBNAct(layers.conv_bn_act(channels, int(round(channels * t)), 1))
+                blocks.append(InvertedResidual(channels, out, s if i == 0 else 1, t, layers))
                 channels = out
         self.last_channels = make_divisible(1280 * max(1.0, width_mult))
-        layers.append(ConvBNReLU(channels, self.last_channels, 1, fast=fast))
-        self.features_1 = nn.SequentialCell(layers[:SPLIT_BLOCK + 1])
-        self.features_2 = nn.SequentialCell(layers[SPLIT_BLOCK + 1:])
+        blocks.append(ConvBNAct(layers.conv_bn_act(channels, self.last_channels, 1)))
+        self.features_1 = nn.SequentialCell(blocks[:SPLIT_BLOCK + 1])
+        self.features_2 = nn.SequentialCell(blocks[SPLIT_BLOCK + 1:])
 
     def construct(self, x):
         out = self.features_1(x)

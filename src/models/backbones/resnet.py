@@ -8,8 +8,6 @@ Returns the outputs of layer2, layer3 and layer4 (strides 8, 16, 32; 512, 1024, 
 """
 from mindspore import nn
 
-from src.models.blocks import Conv, MaxPool, batch_norm
-
 BN = {"eps": 1e-3, "momentum": 0.997}
 STAGES = ((3, 256, 1), (4, 512, 2), (6, 1024, 2), (3, 2048, 2))  # blocks, output channels, first stride
 EXPANSION = 4
@@ -19,21 +17,21 @@ class Bottleneck(nn.Cell):
     """1x1 reduce, 3x3 (stride), 1x1 expand, each with BatchNorm; ReLU after the first two and after the
     sum with the shortcut (a 1x1 projection + BatchNorm when the shape changes)."""
 
-    def __init__(self, in_channels, out_channels, stride=1, fast=False):
+    def __init__(self, in_channels, out_channels, stride, layers):
         super().__init__()
         mid = out_channels // EXPANSION
-        self.conv1 = Conv(in_channels, mid, 1, fast=fast)
-        self.bn1 = batch_norm(mid, fast, **BN)
-        self.conv2 = Conv(mid, mid, 3, stride, fast=fast)
-        self.bn2 = batch_norm(mid, fast, **BN)
-        self.conv3 = Conv(mid, out_channels, 1, fast=fast)
-        self.bn3 = batch_norm(out_channels, fast, gamma_init="zeros", **BN)
+        self.conv1 = layers.conv(in_channels, mid, 1)
+        self.bn1 = layers.batch_norm(mid, **BN)
+        self.conv2 = layers.conv(mid, mid, 3, stride)
+        self.bn2 = layers.batch_norm(mid, **BN)
+        self.conv3 = layers.conv(mid, out_channels, 1)
+        self.bn3 = layers.batch_norm(out_channels, gamma_init="zeros", **BN)
         self.relu = nn.ReLU()
         self.down_sample = stride != 1 or in_channels != out_channels
         self.down_sample_layer = None
         if self.down_sample:
-            self.down_sample_layer = nn.SequentialCell([Conv(in_channels, out_channels, 1, stride, fast=fast),
-                                                        batch_norm(out_channels, fast, **BN)])
+            self.down_sample_layer = nn.SequentialCell([layers.conv(in_channels, out_channels, 1, stride),
+                                                        layers.batch_norm(out_channels, **BN)])
 
     def construct(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
@@ -46,18 +44,18 @@ class Bottleneck(nn.Cell):
 class ResNet50(nn.Cell):
     """7x7 stem (stride 2) + 3x3 max pool (stride 2) + four stages of bottlenecks."""
 
-    def __init__(self, fast=False):
+    def __init__(self, layers):
         super().__init__()
-        self.conv1 = Conv(3, 64, 7, 2, fast=fast)
-        self.bn1 = batch_norm(64, fast, **BN)
+        self.conv1 = layers.conv(3, 64, 7, 2)
+        self.bn1 = layers.batch_norm(64, **BN)
         self.relu = nn.ReLU()
-        self.maxpool = MaxPool(3, 2, fast)
+        self.maxpool = layers.max_pool(3, 2)
         channels = 64
         stages = []
         for blocks, out, stride in STAGES:
-            layer = [Bottleneck(channels, out, stride, fast)]
-            layer += [Bottleneck(out, out, 1, fast) for _ in range(blocks - 1)]
-            stages.append(nn.SequentialCell(layer))
+            stage = [Bottleneck(channels, out, stride, layers)]
+            stage += [Bottleneck(out, out, 1, layers) for _ in range(blocks - 1)]
+            stages.append(nn.SequentialCell(stage))
             channels = out
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
 

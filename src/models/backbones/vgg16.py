@@ -6,16 +6,14 @@ pool5). Returns conv4_3 (after its ReLU, stride 8) and pool5 (stride 16).
 """
 from mindspore import nn
 
-from src.models.blocks import Conv, MaxPool
-
 BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
-def vgg_block(in_channels, widths, fast):
+def vgg_block(in_channels, widths, layers):
     """SequentialCell [conv3x3, ReLU] * len(widths)."""
     cells = []
     for width in widths:
-        cells += [Conv(in_channels, width, 3, fast=fast), nn.ReLU()]
+        cells += [layers.conv(in_channels, width, 3), nn.ReLU()]
         in_channels = width
     return nn.SequentialCell(cells)
 
@@ -23,16 +21,16 @@ def vgg_block(in_channels, widths, fast):
 class VGG16(nn.Cell):
     """Returns (conv4_3 [512 channels, stride 8], pool5 [512 channels, stride 16])."""
 
-    def __init__(self, fast=False):
+    def __init__(self, layers):
         super().__init__()
         channels = 3
         blocks = []
         for widths in BLOCKS:
-            blocks.append(vgg_block(channels, widths, fast))
+            blocks.append(vgg_block(channels, widths, layers))
             channels = widths[-1]
         self.b1, self.b2, self.b3, self.b4, self.b5 = blocks
-        self.m1, self.m2, self.m3, self.m4 = (MaxPool(2, 2, fast) for _ in range(4))
-        self.m5 = MaxPool(3, 1, fast)
+        self.m1, self.m2, self.m3, self.m4 = (layers.max_pool(2, 2) for _ in range(4))
+        self.m5 = layers.max_pool(3, 1)
 
     def construct(self, x):
         x = self.m3(self.b3(self.m2(self.b2(self.m1(self.b1(x))))))

@@ -1,0 +1,1 @@
+"""The project's own command lines (``python -m tools.<name>``), apart from the model zoo's root scripts."""
