@@ -42,11 +42,16 @@ class SSD(nn.Cell):
 
 
 class MobileNetV1Extractor(nn.Cell):
-    """``mobilenet_v1``: MobileNetV1 returning layers 22 (stride 16) and 26 (stride 32)."""
+    """``mobilenet_v1``: MobileNetV1 returning layers 14 (Conv7_pointwise, stride 16) and 26 (stride 32).
+
+    Layer 14, not 22: the model zoo's ``MobileNetV1Feature`` selects layers 14 and 26, and its
+    checkpoints were trained so. (The TensorFlow object-detection API's SSD-MobileNetV1 takes
+    Conv11_pointwise, layer 22, which has the same shape: a checkpoint would load either way and give
+    other boxes on the first map, so the choice follows the checkpoints users bring.)"""
 
     def __init__(self, layers):
         super().__init__()
-        self.mobilenet_v1 = MobileNetV1(layers, (22, 26))
+        self.mobilenet_v1 = MobileNetV1(layers, (14, 26))
 
     def construct(self, x):
         return self.mobilenet_v1(x)

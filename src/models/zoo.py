@@ -3,7 +3,7 @@
 | model_name | network | maps (input) |
 | --- | --- | --- |
 | ssd300 | MobileNetV2 + four inverted-residual extras + SSDLite heads | 19..1 (300) |
-| ssd_mobilenet_v1 | MobileNetV1 layers 22, 26 + four 3x3 conv extras + SSDLite heads | 19..1 (300) |
+| ssd_mobilenet_v1 | MobileNetV1 layers 14, 26 + four 3x3 conv extras + SSDLite heads | 19..1 (300) |
 | ssd_vgg16 | VGG16 conv4_3 (L2-normalised) and fc7 + four extras + SSDLite heads (SSD paper) | 38..1 (300) |
 | ssd_mobilenet_v1_fpn | MobileNetV1 + FPN + weight-shared heads | 80..5 (640) |
 | ssd_resnet50_fpn | ResNet50 + FPN + weight-shared heads | 80..5 (640) |

@@ -50,14 +50,6 @@ def small_cfg(model, **keys):
     return cfg.replace(img_shape=[side, side], feature_size=sizes, num_ssd_boxes=boxes)
 
 
-@pytest.fixture
-def pynative():
-    """Run the test in PYNATIVE mode (no graph compilation), then back to GRAPH."""
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=ms.GRAPH_MODE)
-
-
 def names_and_shapes(cell, strip_prefix=False):
     """{parameter name: (shape, trainable)}, optionally without the leading ``network.``."""
     got = {name: (tuple(p.shape), bool(p.requires_grad)) for name, p in cell.parameters_and_names()}
