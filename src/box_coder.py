@@ -54,7 +54,10 @@ def match(gt_boxes: np.ndarray, anchors_yxyx: np.ndarray, threshold: float, anch
     # argmax over axis 0 is slow in numpy; take it only over the few anchors above the threshold.
     above = np.flatnonzero(overlaps.max(axis=0) > threshold)
     matched[above] = overlaps[:, above].argmax(axis=0)
-    matched[overlaps.argmax(axis=1)] = np.arange(count)
+    # Every ground truth takes its best anchor; one shared by several stays with the first of them, as
+    # in the model zoo's ssd_bboxes_encode (np.unique gives each anchor's first occurrence).
+    forced, first = np.unique(overlaps.argmax(axis=1), return_index=True)
+    matched[forced] = first
     return matched
 
 

@@ -24,14 +24,18 @@ def brute_iou(a, b):
 
 
 def brute_match(gt, anchors, threshold):
+    """The model zoo's ssd_bboxes_encode, box by box: each ground truth's best anchor scores 2, and an
+    anchor goes to a later ground truth only for a strictly higher score, so ties (a shared best anchor
+    included) stay with the earlier one."""
     overlaps = brute_iou(gt, anchors)
     matched = np.full(len(anchors), -1)
-    for j in range(len(anchors)):
-        k = int(np.argmax(overlaps[:, j]))
-        if overlaps[k, j] > threshold:
-            matched[j] = k
+    pre_scores = np.zeros(len(anchors))
     for k in range(len(gt)):
-        matched[int(np.argmax(overlaps[k]))] = k
+        scores = overlaps[k].copy()
+        scores[int(np.argmax(scores))] = 2.0
+        mask = (scores > threshold) & (scores > pre_scores)
+        pre_scores = np.where(mask, scores, pre_scores)
+        matched[mask] = k
     return matched
 
 
@@ -143,15 +147,15 @@ def test_compiled_matches_numpy_on_ties(cfg):
         assert_same_targets(compiled(boxes, labels), reference(boxes, labels))
 
 
-def test_compiled_keeps_numpys_assignment_order(cfg):
-    """Two ground truths sharing their best anchor: the later one takes it, as numpy's fancy assignment does."""
+def test_shared_best_anchor_stays_with_the_earlier_ground_truth(cfg):
+    """Two ground truths sharing their best anchor: the earlier one keeps it, as in the model zoo."""
     compiled, reference = encoder_pair(cfg)
     box = np.array([[0.3, 0.3, 0.5, 0.45]], np.float32)
     far = np.array([[0.7, 0.1, 0.9, 0.3]], np.float32)
     boxes, labels = np.concatenate([box, box, far]), np.array([4, 9, 2], np.int32)
     loc, label, num = compiled(boxes, labels)
     best = iou(boxes[:1], default_boxes_yxyx(cfg)).argmax()
-    assert label[best] == 9
+    assert label[best] == 4
     assert_same_targets((loc, label, num), reference(boxes, labels))
 
 
@@ -185,9 +189,9 @@ def test_compiled_matches_numpy_with_zero_area_anchors(cfg):
     with np.errstate(invalid="ignore", divide="ignore"):
         expected = reference(boxes, labels)
         assert_same_targets(compiled(boxes, labels), expected)
-    # Every zero-area box peaks (NaN) first at anchor 5, the last of them (label 6) keeps it; NaN columns
+    # Every zero-area box peaks (NaN) first at anchor 5, the first of them (label 1) keeps it; NaN columns
     # never pass the threshold.
-    assert expected[1][5] == 6 and not expected[1][[700, 1500]].any()
+    assert expected[1][5] == 1 and not expected[1][[700, 1500]].any()
 
 
 def test_compiled_matches_numpy_with_fpn_anchors(cfg):

@@ -125,8 +125,8 @@ void encode_box(const float* g, const float* a, float centre_scale, float size_s
 // xmax rows), their areas `area` [n] and centre form `centres` [n, 4]. Returns the number of matches.
 //
 // Matching (SSD paper, section 2.2): an anchor goes to the ground truth it overlaps most when that IoU
-// exceeds `threshold`; then each ground truth, in order, takes its best anchor (a later one wins an
-// anchor that two share).
+// exceeds `threshold`; then each ground truth takes its best anchor (an anchor that several share stays
+// with the first of them, as in the model zoo's ssd_bboxes_encode).
 extern "C" int ssd_match_encode(const float* gt, const int32_t* labels, int count, const float* columns,
                                 const float* area, const float* centres, int n, float threshold,
                                 float centre_scale, float size_scale, float log_clamp, float* loc,
@@ -145,7 +145,7 @@ extern "C" int ssd_match_encode(const float* gt, const int32_t* labels, int coun
   }
   int32_t* matched = s.matched.data();
   for (int j = 0; j < n; ++j) matched[j] = s.best[j] > threshold ? matched[j] : -1;
-  for (int32_t k = 0; k < count; ++k) matched[s.forced[k]] = k;
+  for (int32_t k = count - 1; k >= 0; --k) matched[s.forced[k]] = k;
   int num_match = 0;
   for (int j = 0; j < n; ++j) {
     float* out = loc + 4 * j;
