@@ -95,7 +95,7 @@ def test_kill_9_then_resume(tiny):
 def test_nan_loss_stops_with_the_step_named(tiny):
     done = run_script("train.py", args_for(tiny, "nan", lr=1e30, lr_init=1e30, epoch_size=2))
     assert done.returncode == 1
-    assert "training stopped" in done.stderr and "epoch 1 step" in done.stderr or "epoch 2 step" in done.stderr
+    assert "training stopped" in done.stderr and ("epoch 1 step" in done.stderr or "epoch 2 step" in done.stderr)
 
 
 @pytest.mark.parametrize("argv, message", [
