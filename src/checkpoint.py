@@ -12,7 +12,8 @@
   a shape mismatch names the parameter and both shapes; a network that knows why a checkpoint cannot
   be used (``explain_missing``) says so in one line.
 * Resuming: the training state (network, optimizer, step) from the newest checkpoint of a folder,
-  refused with one line when another model or setting wrote it.
+  refused with one line when another model or setting wrote it; ``best_map.ckpt`` keeps the mAP that
+  made it the best, so a resumed run does not replace it with a worse network.
 * The command line: the checkpoint eval, export and inference load (``checkpoint_file_path``, or the
   model zoo's ``checkpoint_path`` naming a file).
 """
@@ -21,12 +22,15 @@ import os
 import re
 
 import mindspore as ms
+import numpy as np
 from mindspore import Tensor
 
 from src.errors import UserError
 
 PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d+)_(?P<steps>\d+)\.ckpt$")
 WRAPPER = "network."
+BEST_FILE = "best_map.ckpt"
+BEST_MAP_KEY = "best_map"
 
 
 def checkpoint_file(directory: str, prefix: str, epoch: int, steps_per_epoch: int) -> str:
@@ -166,6 +170,26 @@ def load_training_state(train_cell, path: str) -> None:
     saved = ms.load_checkpoint(path)
     check_resumable(path, saved, train_cell.parameters_dict())
     ms.load_param_into_net(train_cell, saved, strict_load=False)
+
+
+def save_best(network, directory: str, mean_ap: float, epoch: int) -> str:
+    """``directory/best_map.ckpt``: the network with the mAP that made it the best (float64) and its epoch,
+    as extra entries that MindSpore's ``load_param_into_net`` and the model zoo's tools skip."""
+    extra = {BEST_MAP_KEY: ms.Tensor(np.array(mean_ap, np.float64)), "best_map_epoch": int(epoch)}
+    return save_atomic(network, os.path.join(directory, BEST_FILE), append=extra)
+
+
+def saved_best_map(directory: str):
+    """The mAP stored in ``directory/best_map.ckpt``, or None when there is no such file or entry (a file
+    written before the entry existed) or it cannot be read."""
+    path = os.path.join(directory, BEST_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        value = read_checkpoint(path).get(BEST_MAP_KEY)
+    except ValueError:
+        return None
+    return None if value is None else float(value.asnumpy())
 
 
 def checkpoint_to_load(cfg) -> str:

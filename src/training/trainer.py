@@ -21,6 +21,8 @@ from src.checkpoint import (
     load_training_state,
     prune,
     save_atomic,
+    save_best,
+    saved_best_map,
 )
 from src.data.pipeline import create_ssd_dataset
 from src.data.prepare import prepare_split
@@ -30,7 +32,7 @@ from src.inference.evaluation import evaluate_network
 from src.models import build_ssd
 from src.models.pretrained import freeze_scope, load_backbone_weights
 from src.training.batch_norm_stats import recompute_batch_norm_statistics
-from src.training.log import TrainingLog, log_path
+from src.training.log import TrainingLog, log_path, read_rows
 from src.training.loss import SsdWithLoss
 from src.training.lr_schedule import learning_rates_from_config
 from src.training.train_step import TrainStep, make_optimizer, make_scaler
@@ -63,6 +65,16 @@ def freeze(network, part):
             param.requires_grad = False
 
 
+def previous_best_map(ckpt_dir, log_file, start_epoch):
+    """The best mAP a resumed run has to beat: the one ``best_map.ckpt`` records, else (a file written
+    before it recorded one) the best evaluation in the training log up to ``start_epoch``, else -1."""
+    saved = saved_best_map(ckpt_dir)
+    if saved is not None:
+        return saved
+    logged = [float(row[6]) for row in read_rows(log_file) if row[6] and int(row[0]) <= start_epoch]
+    return max(logged, default=-1.0)
+
+
 class Trainer:
     """Holds what one training run needs; ``run()`` trains from the right epoch to ``epoch_size``."""
 
@@ -85,16 +97,17 @@ class Trainer:
         scaler, self.dynamic = make_scaler(cfg.device_target, cfg.loss_scale, cfg.get("use_float16", False))
         self.step = TrainStep(self.net_with_loss, self.optimizer, scaler, self.dynamic, group_size > 1)
         self.ckpt_dir = rank_dir(cfg, rank, group_size)
+        self.best_map = -1.0
         self.start_epoch = self.restore()
         self.log = TrainingLog(log_path(cfg) if rank == 0 else None, self.start_epoch, self.steps_per_epoch,
                                self.learning_rates)
-        self.best_map = -1.0
 
     def restore(self):
         """Epoch to start after: the newest checkpoint when resuming, else pre_trained_epoch_size."""
         epoch, path = latest_checkpoint(self.ckpt_dir, PREFIX) if self.cfg.resume else (0, None)
         if path:
             load_training_state(self.step, path)
+            self.best_map = previous_best_map(self.ckpt_dir, log_path(self.cfg), epoch)
             print("resuming from %s (epoch %d)" % (path, epoch))
             return epoch
         epoch = int(self.cfg.pre_trained_epoch_size) if self.cfg.pre_trained else 0
@@ -163,7 +176,7 @@ class Trainer:
         self.log.evaluation(epoch, mean_ap)
         if cfg.save_best_ckpt and mean_ap > self.best_map:
             self.best_map = mean_ap
-            save_atomic(self.network, os.path.join(self.ckpt_dir, "best_map.ckpt"))
+            save_best(self.network, self.ckpt_dir, mean_ap, epoch)
 
     def refresh_batch_norm(self, epoch):
         """BatchNorm statistics for the current weights (src/training/batch_norm_stats.py), from the first
