@@ -13,6 +13,8 @@ import sys
 
 import yaml
 
+from src.config_checks import check_values
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(ROOT, "default_config.yaml")
 
@@ -202,6 +204,9 @@ def load_config(argv=None, description: str = "SSD for MindSpore", defaults_path
     for key, allowed in choices.items():
         if key in values and values[key] not in allowed:
             raise ConfigError("%s must be one of %s, got '%s'" % (key, ", ".join(map(str, allowed)), values[key]))
+    problem = check_values(values)
+    if problem:
+        raise ConfigError(problem)
     values["config_path"] = os.path.abspath(config_path) if config_path else defaults_path
     return Config(values)
 

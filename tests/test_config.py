@@ -1,6 +1,9 @@
+import os
+
 import pytest
 
 from src.config import ConfigError, load_config
+from tests.helpers import ROOT
 
 
 def test_defaults_and_overrides():
@@ -56,3 +59,26 @@ def test_replace_rejects_unknown(cfg):
     assert cfg.replace(batch_size=2).batch_size == 2
     with pytest.raises(ConfigError):
         cfg.replace(batchsize=2)
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("--lr=-1", "lr must be a number greater than 0, got -1.0"),
+    ("--batch_size=0", "batch_size must be a number greater than 0, got 0"),
+    ("--epoch_size=0", "epoch_size must be a number greater than 0, got 0"),
+    ("--warmup_epochs=-0.5", "warmup_epochs must be a number of at least 0, got -0.5"),
+    ("--match_threshold=1.5", "match_threshold must be a number from 0 to 1, got 1.5"),
+    ("--num_classes=1", "num_classes must be at least 2 (the background class counts), got 1"),
+    ("--img_shape=[300]", "img_shape must be two numbers greater than 0, e.g. [300,300], got [300]"),
+    ("--feature_size=[10,0,3,2,1,1]", "feature_size must be a non-empty list of numbers greater than 0"),
+    ("--steps=[8,16]", "steps has 2 entries but feature_size has 6 (one per feature map)"),
+    ("--min_scale=0.9 --max_scale=0.5", "min_scale must not exceed max_scale, got 0.9 > 0.5"),
+])
+def test_values_out_of_range_are_one_line(arg, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(arg.split())
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_every_shipped_config_is_in_range():
+    for name in sorted(os.listdir(os.path.join(ROOT, "config"))):
+        load_config(["--config_path=%s" % os.path.join(ROOT, "config", name)])
