@@ -34,6 +34,7 @@ RULES = {
     "keep_checkpoint_max": POSITIVE, "eval_interval": POSITIVE, "max_boxes": POSITIVE,
     "mindrecord_shards": POSITIVE, "num_parallel_workers": POSITIVE, "shapes_num_train": POSITIVE,
     "shapes_num_val": POSITIVE, "scales_per_octave": POSITIVE, "anchor_scale": POSITIVE, "loss_scale": POSITIVE,
+    "global_norm": POSITIVE,
     "lr_init": NON_NEGATIVE, "lr_end_rate": NON_NEGATIVE, "warmup_epochs": NON_NEGATIVE,
     "weight_decay": NON_NEGATIVE, "gamma": NON_NEGATIVE, "device_id": NON_NEGATIVE,
     "pre_trained_epoch_size": NON_NEGATIVE, "bn_stat_batches": NON_NEGATIVE, "eval_start_epoch": NON_NEGATIVE,

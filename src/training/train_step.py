@@ -1,4 +1,5 @@
-"""One optimisation step: loss, gradients, loss scaling, gradient all-reduce, optimizer update.
+"""One optimisation step: loss, gradients, loss scaling, gradient all-reduce, clipping by global norm
+(``use_global_norm``), optimizer update.
 
 Loss scaling by target (MindSpore 2.10): Ascend and GPU use a dynamic scale that halves on overflow
 and skips that update; the CPU backend supports only a fixed scale, which is applied to the loss and
@@ -38,8 +39,9 @@ class TrainStep(nn.Cell):
     """``step(*batch) -> (loss, finite)``: with a scaler the update runs only when the gradients are
     finite; without one (float32 on CPU) it always runs and ``finite`` is the loss's."""
 
-    def __init__(self, net_with_loss, optimizer, scaler, dynamic, distributed=False):
+    def __init__(self, net_with_loss, optimizer, scaler, dynamic, distributed=False, clip_norm=None):
         super().__init__(auto_prefix=False)
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
         self.net_with_loss = net_with_loss
         self.optimizer = optimizer
         self.weights = optimizer.parameters
@@ -62,12 +64,19 @@ class TrainStep(nn.Cell):
         if self.dynamic:
             self.scaler.adjust(finite)
         if finite:
-            loss = ops.depend(loss, self.optimizer(grads))
+            loss = ops.depend(loss, self.optimizer(self.clip(grads)))
         return loss, finite
+
+    def clip(self, grads):
+        """The gradients scaled together to a global L2 norm of at most ``clip_norm`` (``use_global_norm``,
+        as the model zoo's FPN recipes train); unchanged without it."""
+        if self.clip_norm is None:
+            return grads
+        return ops.clip_by_global_norm(grads, self.clip_norm)
 
     def unscaled_step(self, *inputs):
         loss = self.net_with_loss(*inputs)
         grads = self.grad(self.net_with_loss, self.weights)(*inputs)
         if self.distributed:
             grads = self.reducer(grads)
-        return ops.depend(loss, self.optimizer(grads)), ops.isfinite(loss)
+        return ops.depend(loss, self.optimizer(self.clip(grads))), ops.isfinite(loss)

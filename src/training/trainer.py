@@ -95,7 +95,8 @@ class Trainer:
         self.learning_rates = learning_rates_from_config(cfg, self.steps_per_epoch)
         self.optimizer = make_optimizer(self.net_with_loss, self.learning_rates, cfg.momentum, cfg.weight_decay)
         scaler, self.dynamic = make_scaler(cfg.device_target, cfg.loss_scale, cfg.get("use_float16", False))
-        self.step = TrainStep(self.net_with_loss, self.optimizer, scaler, self.dynamic, group_size > 1)
+        clip_norm = cfg.global_norm if cfg.use_global_norm else None
+        self.step = TrainStep(self.net_with_loss, self.optimizer, scaler, self.dynamic, group_size > 1, clip_norm)
         self.ckpt_dir = rank_dir(cfg, rank, group_size)
         self.best_map = -1.0
         self.start_epoch = self.restore()

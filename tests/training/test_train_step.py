@@ -53,3 +53,30 @@ def test_unscaled_step_reports_a_non_finite_loss():
 def test_scaler_by_target(target, float16, kind):
     scaler, dynamic = make_scaler(target, 1024, float16)
     assert isinstance(scaler, kind) and not dynamic
+
+
+def step_deltas(clip_norm, x, y):
+    """(parameter changes of one step without weight decay, the learning rate) for a given clip norm."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(3)
+    net = SquaredError()
+    before = [p.asnumpy().copy() for p in net.trainable_params()]
+    optimizer = make_optimizer(net, np.full(4, 0.1, np.float32), 0.9, 0.0)
+    TrainStep(net, optimizer, None, False, clip_norm=clip_norm)(ms.Tensor(x), ms.Tensor(y))
+    return [p.asnumpy() - b for p, b in zip(net.trainable_params(), before)], 0.1
+
+
+def test_global_norm_clipping_scales_every_gradient_together():
+    """use_global_norm: the first Momentum step moves each parameter by -lr * gradient, so with clipping
+    every change is the unclipped one times clip / (global norm of the gradients); a norm below the clip
+    changes nothing."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((8, 6)).astype(np.float32), 5 * rng.standard_normal((8, 2)).astype(np.float32)
+    free, lr = step_deltas(None, x, y)
+    norm = np.sqrt(sum(float(((d / lr) ** 2).sum()) for d in free))
+    assert norm > 0.1
+    clipped, _ = step_deltas(0.1, x, y)
+    for got, unclipped in zip(clipped, free):
+        np.testing.assert_allclose(got, unclipped * (0.1 / norm), rtol=1e-4, atol=1e-7)
+    for got, unclipped in zip(step_deltas(norm * 2, x, y)[0], free):
+        np.testing.assert_allclose(got, unclipped, rtol=1e-5, atol=1e-8)
