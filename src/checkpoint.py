@@ -14,12 +14,16 @@
 * Resuming: the training state (network, optimizer, step) from the newest checkpoint of a folder,
   refused with one line when another model or setting wrote it; ``best_map.ckpt`` keeps the mAP that
   made it the best, so a resumed run does not replace it with a worse network.
+* Locking: one training run at a time per checkpoint folder (:class:`FolderLock`).
 * The command line: the checkpoint eval, export and inference load (``checkpoint_file_path``, or the
   model zoo's ``checkpoint_path`` naming a file).
 """
+import fcntl
 import glob
 import os
 import re
+import socket
+import time
 
 import mindspore as ms
 import numpy as np
@@ -31,6 +35,7 @@ PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d+)_(?P<steps>\d+)\.ckpt$")
 WRAPPER = "network."
 BEST_FILE = "best_map.ckpt"
 BEST_MAP_KEY = "best_map"
+LOCK_FILE = ".lock"
 
 
 def checkpoint_file(directory: str, prefix: str, epoch: int, steps_per_epoch: int) -> str:
@@ -190,6 +195,38 @@ def saved_best_map(directory: str):
     except ValueError:
         return None
     return None if value is None else float(value.asnumpy())
+
+
+class FolderLock:
+    """An exclusive lock on a checkpoint folder for the lifetime of a training run, so that a second run
+    started into the same folder stops at once instead of writing the same checkpoints and log rows.
+
+    It is an ``flock`` on ``<folder>/.lock``: the system releases it when the process ends in any way
+    (a kill -9 included), so a lock left by a dead run is never in the way. The file names the holder
+    (pid, host, start time) for the message the second run prints."""
+
+    def __init__(self, folder: str):
+        os.makedirs(folder, exist_ok=True)
+        self.path = os.path.join(folder, LOCK_FILE)
+        self.stream = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self.stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.stream.seek(0)
+            holder = self.stream.read().strip() or "another process"
+            self.stream.close()
+            raise UserError("%s is in use by another training run (%s); wait for it to finish, or pass another "
+                            "--checkpoint_path (and --output_path)" % (folder, holder)) from None
+        self.stream.seek(0)
+        self.stream.truncate()
+        self.stream.write("pid %d on %s, started %s" % (os.getpid(), socket.gethostname(),
+                                                          time.strftime("%Y-%m-%d %H:%M:%S")))
+        self.stream.flush()
+
+    def release(self) -> None:
+        """Give the lock up (it also goes when the process ends)."""
+        if not self.stream.closed:
+            self.stream.close()
 
 
 def checkpoint_to_load(cfg) -> str:

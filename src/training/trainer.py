@@ -15,6 +15,7 @@ import mindspore as ms
 import numpy as np
 
 from src.checkpoint import (
+    FolderLock,
     checkpoint_file,
     latest_checkpoint,
     load_network_checkpoint,
@@ -98,6 +99,7 @@ class Trainer:
         clip_norm = cfg.global_norm if cfg.use_global_norm else None
         self.step = TrainStep(self.net_with_loss, self.optimizer, scaler, self.dynamic, group_size > 1, clip_norm)
         self.ckpt_dir = rank_dir(cfg, rank, group_size)
+        self.lock = FolderLock(self.ckpt_dir)
         self.best_map = -1.0
         self.start_epoch = self.restore()
         self.log = TrainingLog(log_path(cfg) if rank == 0 else None, self.start_epoch, self.steps_per_epoch,
