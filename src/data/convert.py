@@ -268,24 +268,32 @@ def write_shards(source, cfg, tmp_dir, prefix, make_row):
     """Write every readable image of the split into ``mindrecord_shards`` files in tmp_dir and commit.
 
     Images are read and decoded by a thread pool, a batch at a time, and written every BATCH_ROWS rows,
-    so memory stays flat whatever the size of the dataset.
+    so memory stays flat whatever the size of the dataset. Row i of the split goes to shard i mod S,
+    each shard through its own single-file writer: MindSpore's multi-shard writer spreads rows over its
+    files in an order that changes from run to run, and the seeded shuffle would then see other data.
+    So the files are a function of the source alone, byte for byte.
     """
-    shards = cfg.mindrecord_shards
-    names = shard_names(prefix, shards)
-    writer = FileWriter(os.path.join(tmp_dir, names[0] if shards == 1 else prefix), shard_num=shards)
-    writer.add_schema(SCHEMA, "ssd")
+    names = shard_names(prefix, cfg.mindrecord_shards)
+    writers = [FileWriter(os.path.join(tmp_dir, name), shard_num=1) for name in names]
+    for writer in writers:
+        writer.add_schema(SCHEMA, "ssd")
+    written = 0
     bar = tqdm(total=len(source), desc=prefix, unit="img", file=sys.stderr, disable=not sys.stderr.isatty())
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, bar:
         for batch in batches(source, BATCH_ROWS):
             loaded = pool.map(read_image, [sample.path for sample in batch])
             rows = [row for row in map(make_row, batch, loaded) if row is not None]
-            if rows:
-                writer.write_raw_data(rows)
+            for shard, writer in enumerate(writers):
+                part = rows[(shard - written) % len(writers)::len(writers)]
+                if part:
+                    writer.write_raw_data(part)
+            written += len(rows)
             bar.update(len(batch))
     if make_row.summary.images == 0:
         raise DatasetError("%s: none of the %d images of the split could be read: %s"
                            % (source_path(source), len(source), make_row.summary.skipped_text()))
-    writer.commit()
+    for writer in writers:
+        writer.commit()
     return names
 
 
