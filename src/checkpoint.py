@@ -44,12 +44,21 @@ def checkpoint_file(directory: str, prefix: str, epoch: int, steps_per_epoch: in
 
 
 def save_atomic(cell, path: str, append=None) -> str:
-    """Write a checkpoint under a temporary name, then rename: a killed save never looks finished."""
+    """Write a checkpoint under a temporary name, then rename: a killed save never looks finished. A save
+    that fails (a full disk, a file size limit) removes what it wrote and is one UserError line; the
+    checkpoints written before it are untouched."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".tmp-%d-%s" % (os.getpid(), os.path.basename(path)))
-    ms.save_checkpoint(cell, tmp, append_dict=append)
-    os.replace(tmp, path)
+    stem = ".tmp-%d-%s" % (os.getpid(), os.path.splitext(os.path.basename(path))[0])
+    try:
+        ms.save_checkpoint(cell, os.path.join(folder, stem + ".ckpt"), append_dict=append)
+        os.replace(os.path.join(folder, stem + ".ckpt"), path)
+    except (OSError, RuntimeError, ValueError) as err:
+        for leftover in glob.glob(os.path.join(folder, glob.escape(stem) + ".*")):
+            os.remove(leftover)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError("cannot write checkpoint %s (%s); the checkpoints written before it are intact"
+                        % (path, reason)) from None
     return path
 
 
@@ -89,6 +98,8 @@ def read_checkpoint(ckpt) -> dict:
     path = os.fspath(ckpt)
     if not os.path.isfile(path):
         raise FileNotFoundError("checkpoint file not found: %s" % path)
+    if os.path.getsize(path) == 0:
+        raise ValueError("cannot read checkpoint %s: the file is empty (0 bytes)" % path)
     try:
         return ms.load_checkpoint(path)
     except (ValueError, RuntimeError, OSError) as err:
@@ -171,8 +182,9 @@ def check_resumable(path: str, saved: dict, expected: dict) -> None:
 
 def load_training_state(train_cell, path: str) -> None:
     """Resume: load the whole training state (network, optimizer moments, global step) saved from
-    ``train_cell`` into it, after checking every shape fits this run."""
-    saved = ms.load_checkpoint(path)
+    ``train_cell`` into it, after checking every shape fits this run. A file that cannot be read is a
+    ValueError naming it (nothing is loaded then); shapes of another run are a UserError."""
+    saved = read_checkpoint(path)
     check_resumable(path, saved, train_cell.parameters_dict())
     ms.load_param_into_net(train_cell, saved, strict_load=False)
 

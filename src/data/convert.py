@@ -418,7 +418,20 @@ def existing_state(cfg, is_training, current):
     missing = missing_files(info)
     if missing:
         return None, "partial: %s is missing" % missing[0]
+    damaged = damaged_file(info, cfg.mindrecord_dir)
+    if damaged:
+        return None, "damaged: %s" % damaged
     return info, None
+
+
+def damaged_file(info, directory):
+    """How a shard or index file differs in size from what the conversion wrote (a truncated copy, a
+    disk error), or '' (also for markers written before sizes were recorded)."""
+    for name, size in sorted((info.get("file_sizes") or {}).items()):
+        found = os.path.getsize(os.path.join(directory, name))
+        if found != size:
+            return "%s is %d bytes, the conversion wrote %d" % (name, found, size)
+    return ""
 
 
 # ---------------------------------------------------------------------------------------- public
@@ -443,6 +456,8 @@ def build(cfg, is_training, source):
         if needs_gt:
             write_json(os.path.join(directory, GT_JSON_NAME), make_row.gt.to_dict(), tmp_dir)
         marker_info = marker_content(cfg, is_training, source, names, make_row.summary)
+        marker_info["file_sizes"] = {part: os.path.getsize(os.path.join(tmp_dir, part))
+                                     for name in names for part in (name, name + ".db")}
         info = publish(cfg, is_training, tmp_dir, names, marker_info)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

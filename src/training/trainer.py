@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import time
 
 import mindspore as ms
@@ -18,6 +19,7 @@ from src.checkpoint import (
     FolderLock,
     checkpoint_file,
     latest_checkpoint,
+    list_checkpoints,
     load_network_checkpoint,
     load_training_state,
     prune,
@@ -106,10 +108,15 @@ class Trainer:
                                self.learning_rates)
 
     def restore(self):
-        """Epoch to start after: the newest checkpoint when resuming, else pre_trained_epoch_size."""
-        epoch, path = latest_checkpoint(self.ckpt_dir, PREFIX) if self.cfg.resume else (0, None)
-        if path:
-            load_training_state(self.step, path)
+        """Epoch to start after: the newest readable checkpoint when resuming (one that cannot be read, e.g.
+        truncated by a power loss, is named in a warning and the one before it is used), else
+        pre_trained_epoch_size."""
+        for epoch, path in reversed(list_checkpoints(self.ckpt_dir, PREFIX) if self.cfg.resume else []):
+            try:
+                load_training_state(self.step, path)
+            except ValueError as err:
+                print("warning: %s; resuming from the checkpoint before it" % err, file=sys.stderr, flush=True)
+                continue
             self.best_map = previous_best_map(self.ckpt_dir, log_path(self.cfg), epoch)
             print("resuming from %s (epoch %d)" % (path, epoch))
             return epoch

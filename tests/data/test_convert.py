@@ -264,6 +264,20 @@ def test_partial_files_without_marker_rebuilt(txt, capsys):
     assert sorted(read_rows(info["files"])) == [1, 2, 3] and not os.path.exists(stale_tmp)
 
 
+def test_truncated_shard_is_detected_and_rebuilt(txt, capsys):
+    cfg, _ = txt
+    info = ensure_mindrecord(cfg, is_training=True)
+    shard = info["files"][0]
+    size = os.path.getsize(shard)
+    with open(shard, "r+b") as stream:
+        stream.truncate(size // 2)
+    capsys.readouterr()
+    info = ensure_mindrecord(cfg, is_training=True)
+    assert ("existing MindRecord is damaged: ssd.mindrecord0 is %d bytes, the conversion wrote %d; rebuilding"
+            % (size // 2, size)) in capsys.readouterr().out
+    assert os.path.getsize(shard) == size and sorted(read_rows(info["files"])) == [1, 2, 3]
+
+
 def test_killed_conversion_leaves_no_marker(txt, monkeypatch, capsys):
     cfg, _ = txt
     ensure_mindrecord(cfg, is_training=True)

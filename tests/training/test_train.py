@@ -185,3 +185,19 @@ def test_same_command_converting_afresh_gives_the_same_run(tmp_path):
     assert sorted(weights[0]) == sorted(weights[1])
     for name, value in weights[0].items():
         np.testing.assert_array_equal(value, weights[1][name], err_msg=name)
+
+
+def test_truncated_newest_checkpoint_resumes_from_the_one_before(tiny):
+    """A power loss during a save can leave a truncated or empty newest checkpoint: resume names it in
+    one warning and continues from the checkpoint before it."""
+    args = args_for(tiny, "truncated", epoch_size=3)
+    assert run_script("train.py", args).returncode == 0
+    newest = os.path.join(str(tiny / "truncated" / "ckpt"), "ssd-3_2.ckpt")
+    open(newest, "wb").close()
+    resumed = run_script("train.py", args)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and newest in warnings[0] and "resuming from the checkpoint before it" in warnings[0]
+    assert "resuming from %s (epoch 2)" % newest.replace("3_2", "2_2") in resumed.stdout
+    assert "epoch: 2 step" not in resumed.stdout and "epoch: 3 step: 2" in resumed.stdout
+    assert os.path.getsize(newest) > 0
