@@ -215,7 +215,8 @@ class FolderLock:
 
     It is an ``flock`` on ``<folder>/.lock``: the system releases it when the process ends in any way
     (a kill -9 included), so a lock left by a dead run is never in the way. The file names the holder
-    (pid, host, start time) for the message the second run prints."""
+    (pid, host, start time) for the message the second run prints. Holding the lock, it removes the
+    temporary files of saves that a killed run left behind."""
 
     def __init__(self, folder: str):
         os.makedirs(folder, exist_ok=True)
@@ -229,6 +230,8 @@ class FolderLock:
             self.stream.close()
             raise UserError("%s is in use by another training run (%s); wait for it to finish, or pass another "
                             "--checkpoint_path (and --output_path)" % (folder, holder)) from None
+        for leftover in glob.glob(os.path.join(glob.escape(folder), ".tmp-*")):
+            os.remove(leftover)
         self.stream.seek(0)
         self.stream.truncate()
         self.stream.write("pid %d on %s, started %s" % (os.getpid(), socket.gethostname(),
