@@ -69,6 +69,28 @@ def phases(x, stride, rows, cols):
     return grids
 
 
+def pad_nhwc(x, top, bottom, left, right, fill=0.0):
+    """NHWC ``x`` with ``top``/``bottom`` rows and ``left``/``right`` columns of ``fill`` added, as
+    concatenations with constant blocks, not ``ops.pad``: the gradient of ``ops.pad`` is a PadV3 with
+    negative paddings (a crop), and MindSpore 2.10's CPU PadV3 kernel is right only on the first launch
+    of a crop: it shrinks its stored input shape at every launch, so later launches read the wrong
+    elements and then read and write outside their buffers (wrong gradients, NaN, heap corruption;
+    tests/native/test_mindspore_pad.py). The gradient of a concatenation is a slice of each part."""
+    return pad_axis(pad_axis(x, 2, left, right, fill), 1, top, bottom, fill)
+
+
+def pad_axis(x, axis, before, after, fill):
+    """``x`` with ``before`` and ``after`` slices of ``fill`` concatenated along ``axis``."""
+    if not (before or after):
+        return x
+    shape = x.shape
+    parts = (ops.fill(x.dtype, shape[:axis] + (before,) + shape[axis + 1:], fill),) if before else ()
+    parts += (x,)
+    if after:
+        parts += (ops.fill(x.dtype, shape[:axis] + (after,) + shape[axis + 1:], fill),)
+    return ops.concat(parts, axis)
+
+
 def window_slices(x, kernel, stride, padding, dilation, fill=0.0):
     """The kernel x kernel shifted views of NHWC ``x`` a window op reads: list of [B, Ho, Wo, C], tap
     (ky, kx) in row-major order, read from ``x`` padded with ``fill``."""
@@ -80,8 +102,7 @@ def window_slices(x, kernel, stride, padding, dilation, fill=0.0):
     reach = (kernel - 1) * dilation // stride
     extra_h = max(stride * (reach + out_h) - (top + height + bottom), 0)
     extra_w = max(stride * (reach + out_w) - (left + width + right), 0)
-    if top or bottom or left or right or extra_h or extra_w:
-        x = ops.pad(x, (0, 0, left, right + extra_w, top, bottom + extra_h), value=fill)
+    x = pad_nhwc(x, top, bottom + extra_h, left, right + extra_w, fill)
     grids = phases(x, stride, reach + out_h, reach + out_w) if stride > 1 else [[x]]
     views = []
     for tap in range(kernel * kernel):

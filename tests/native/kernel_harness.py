@@ -1,0 +1,130 @@
+"""Calls the compiled kernels of src/native/conv_kernels.cc directly through ctypes, with the MindSpore
+"aot" signature, on numpy buffers fenced by guard words: every input and output sits between two guard
+regions, inputs' guards hold NaN (a read past an input shows up as NaN in an output), outputs' guards hold
+a sentinel bit pattern (a write past an output changes it), and outputs start as NaN (a kernel that
+reads its output before writing it, e.g. accumulating into memory it never zeroed, leaves NaN)."""
+import ctypes
+
+import numpy as np
+
+GUARD = 4096  # floats on each side of every buffer: more than one row of any tested shape
+SENTINEL = np.uint32(0xDEADBEEF)
+
+
+class Fenced:
+    """A float32 array of ``shape`` inside a larger buffer with ``GUARD`` floats of ``guard`` on each side."""
+
+    def __init__(self, shape, fill, guard_bits):
+        size = int(np.prod(shape))
+        self.raw = np.empty(size + 2 * GUARD, dtype=np.float32)
+        self.raw.view(np.uint32)[:] = guard_bits
+        self.array = self.raw[GUARD:GUARD + size].reshape(shape)
+        self.array[...] = fill
+        self.guard_bits = np.uint32(guard_bits)
+
+    def guards_intact(self):
+        bits = self.raw.view(np.uint32)
+        return bool(np.all(bits[:GUARD] == self.guard_bits) and np.all(bits[-GUARD:] == self.guard_bits))
+
+    def pointer(self):
+        return self.array.ctypes.data_as(ctypes.c_void_p)
+
+
+NAN_BITS = np.float32(np.nan).view(np.uint32)
+
+
+def call(lib, name, inputs, out_shapes, declared=None):
+    """Run kernel ``name`` on float32 ``inputs`` with outputs of ``out_shapes``; returns the outputs.
+    Raises AssertionError if a guard changed, an input changed or an output was left (partly) unwritten.
+    ``declared``: the shapes given to the kernel for the outputs, if not those allocated (to test the fence)."""
+    ins = [Fenced(a.shape, a, NAN_BITS) for a in inputs]
+    outs = [Fenced(s, np.nan, SENTINEL) for s in out_shapes]
+    buffers = ins + outs
+    shapes_given = [a.shape for a in inputs] + [tuple(s) for s in (declared or out_shapes)]
+    n = len(buffers)
+    params = (ctypes.c_void_p * n)(*[b.pointer() for b in buffers])
+    ndims = (ctypes.c_int * n)(*[len(s) for s in shapes_given])
+    shape_arrays = [(ctypes.c_int64 * max(len(s), 1))(*s) for s in shapes_given]
+    shapes = (ctypes.POINTER(ctypes.c_int64) * n)(*[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64))
+                                                    for s in shape_arrays])
+    dtypes = (ctypes.c_char_p * n)(*[b"float32"] * n)
+    func = getattr(lib, name)
+    func.restype = ctypes.c_int
+    status = func(n, params, ndims, shapes, dtypes, None, None)
+    assert status == 0, "%s returned %d" % (name, status)
+    for i, (fenced, original) in enumerate(zip(ins, inputs)):
+        assert fenced.guards_intact(), "%s wrote into the guard of input %d %s" % (name, i, original.shape)
+        assert np.array_equal(fenced.array, original), "%s changed input %d %s" % (name, i, original.shape)
+    for i, fenced in enumerate(outs):
+        assert fenced.guards_intact(), "%s wrote past output %d %s" % (name, i, fenced.array.shape)
+        bad = np.isnan(fenced.array)
+        assert not bad.any(), "%s left %d of %d values of output %d %s NaN (unwritten, or read past an input)" % (
+            name, int(bad.sum()), bad.size, i, fenced.array.shape)
+    return [o.array.copy() for o in outs]
+
+
+# ---- float64 references of the kernels (NHWC, 3x3 "same" windows, TensorFlow padding) ----------------
+
+def same_geometry(height, width, stride):
+    out_h, out_w = -(-height // stride), -(-width // stride)
+    top = max((out_h - 1) * stride + 3 - height, 0) // 2
+    left = max((out_w - 1) * stride + 3 - width, 0) // 2
+    return out_h, out_w, top, left
+
+
+def padded(x, stride):
+    """x [B, H, W, C] zero-padded so that tap (ky, kx) of output (oy, ox) is p[:, oy*s + ky, ox*s + kx]."""
+    b, h, w, c = x.shape
+    out_h, out_w, top, left = same_geometry(h, w, stride)
+    p = np.zeros((b, (out_h - 1) * stride + 3, (out_w - 1) * stride + 3, c), np.float64)
+    rows, cols = min(h, p.shape[1] - top), min(w, p.shape[2] - left)
+    p[:, top:top + rows, left:left + cols] = x[:, :rows, :cols]
+    return p, out_h, out_w, top, left
+
+
+def taps(p, stride, out_h, out_w):
+    """The nine [B, Ho, Wo, C] views of a padded input, tap ky*3 + kx."""
+    return [p[:, ky:ky + stride * (out_h - 1) + 1:stride, kx:kx + stride * (out_w - 1) + 1:stride]
+            for ky in range(3) for kx in range(3)]
+
+
+def depthwise_forward(x, w, stride):
+    p, out_h, out_w, _, _ = padded(x, stride)
+    k = w.reshape(w.shape[0], 9).astype(np.float64)
+    return sum(v * k[:, t] for t, v in enumerate(taps(p, stride, out_h, out_w)))
+
+
+def scatter_taps(x_shape, stride, per_tap):
+    """Adjoint of taps(): sum of per_tap(t) [B, Ho, Wo, C] placed at tap t's positions, cropped to x_shape."""
+    b, h, w, c = x_shape
+    out_h, out_w, top, left = same_geometry(h, w, stride)
+    p = np.zeros((b, (out_h - 1) * stride + 3, (out_w - 1) * stride + 3, c), np.float64)
+    for t in range(9):
+        ky, kx = divmod(t, 3)
+        p[:, ky:ky + stride * (out_h - 1) + 1:stride, kx:kx + stride * (out_w - 1) + 1:stride] += per_tap(t)
+    out = np.zeros(x_shape, np.float64)
+    rows, cols = min(h, p.shape[1] - top), min(w, p.shape[2] - left)
+    out[:, :rows, :cols] = p[:, top:top + rows, left:left + cols]
+    return out
+
+
+def depthwise_backward_input(dy, w, x_shape, stride):
+    k = w.reshape(w.shape[0], 9).astype(np.float64)
+    return scatter_taps(x_shape, stride, lambda t: dy * k[:, t])
+
+
+def depthwise_backward_weight(x, dy, stride):
+    p, out_h, out_w, _, _ = padded(x, stride)
+    views = taps(p, stride, out_h, out_w)
+    return np.stack([(v * dy).sum((0, 1, 2)) for v in views], 1).reshape(x.shape[3], 1, 3, 3)
+
+
+def im2col(x, stride):
+    p, out_h, out_w, _, _ = padded(x, stride)
+    return np.stack(taps(p, stride, out_h, out_w), -1).reshape(x.shape[0], out_h, out_w, x.shape[3] * 9)
+
+
+def col2im(cols, x_shape, stride):
+    b, out_h, out_w, _ = cols.shape
+    c = cols.reshape(b, out_h, out_w, x_shape[3], 9).astype(np.float64)
+    return scatter_taps(x_shape, stride, lambda t: c[..., t])

@@ -1,0 +1,156 @@
+"""Every entry point of src/native/conv_kernels.cc called directly through ctypes (the MindSpore "aot"
+signature) on fenced numpy buffers (tests/native/kernel_harness.py): no write outside an output, no read
+outside an input, no output element left unwritten or read before written, no input changed, and the
+values of a float64 reference. MindSpore allocates the Custom ops' tensors from its own pool, where
+AddressSanitizer cannot see; this is the check it cannot make.
+
+Shapes: odd sides, 1x1 maps, batch 1 and 8, channel counts that use the 16-wide, the 8-wide and the
+single-channel loops, stride 1 and 2, and shapes large enough that ParallelFor splits the rows (more
+than 64K floats per thread), with the thread count of this machine and with 1 and 5 threads (uneven
+splits): the library is copied for each thread count, so that its SSD_KERNEL_THREADS is read afresh."""
+import ctypes
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from src.native.kernels import BN_EPS, BN_MOMENTUM, kernel_library
+from tests.native import kernel_harness as harness
+
+pytestmark = pytest.mark.skipif(kernel_library() is None, reason="no C++ compiler for the fast CPU kernels")
+
+# (B, H, W, C) of NHWC inputs; the multi-threaded ones are at the end.
+SMALL = [(1, 1, 1, 1), (1, 2, 2, 3), (2, 5, 7, 17), (1, 3, 3, 24), (3, 13, 11, 33), (8, 3, 3, 40)]
+LARGE = [(2, 38, 38, 72), (1, 75, 75, 35), (4, 19, 19, 264), (8, 10, 10, 520)]
+# Dense 3x3 (im2col) inputs at the channel counts of VGG16 (64..512), smaller sides.
+VGG_LIKE = [(2, 75, 75, 64), (2, 38, 38, 128), (1, 19, 19, 512)]
+
+
+@pytest.fixture(scope="module", params=[None, 1, 5], ids=["threads-default", "threads-1", "threads-5"])
+def lib(request, tmp_path_factory):
+    """The kernel library loaded from its own copy, with SSD_KERNEL_THREADS as the parameter (None: unset)."""
+    copy = tmp_path_factory.mktemp("kernels") / "conv_kernels.so"
+    shutil.copy(kernel_library(), str(copy))
+    saved = os.environ.pop("SSD_KERNEL_THREADS", None)
+    if request.param is not None:
+        os.environ["SSD_KERNEL_THREADS"] = str(request.param)
+    try:
+        library = ctypes.CDLL(str(copy))
+        harness.call(library, "BnApply0", [np.ones((1, 1), np.float32)] * 5, [(1, 1)])  # reads the variable once
+    finally:
+        os.environ.pop("SSD_KERNEL_THREADS", None)
+        if saved is not None:
+            os.environ["SSD_KERNEL_THREADS"] = saved
+    return library
+
+
+def random(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def assert_close(got, want, rtol=2e-5, floor=1e-6):
+    """|got - want| <= rtol * max(|want|.max(), floor) everywhere."""
+    scale = max(float(np.max(np.abs(want))), floor)
+    np.testing.assert_allclose(got, want, rtol=0, atol=rtol * scale)
+
+
+def out_shape(shape, stride):
+    return (shape[0], -(-shape[1] // stride), -(-shape[2] // stride), shape[3])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("shape", SMALL + LARGE, ids=str)
+def test_depthwise_kernels(lib, shape, stride):
+    rng = np.random.default_rng(sum(shape) + stride)
+    x, w = random(rng, *shape), random(rng, shape[3], 1, 3, 3)
+    dy = random(rng, *out_shape(shape, stride))
+    y, = harness.call(lib, "DwForward%d" % stride, [x, w], [dy.shape])
+    assert_close(y, harness.depthwise_forward(x, w, stride))
+    dx, = harness.call(lib, "DwBackwardInput%d" % stride, [dy, w, x], [x.shape])
+    assert_close(dx, harness.depthwise_backward_input(dy, w, x.shape, stride))
+    dw, = harness.call(lib, "DwBackwardWeight%d" % stride, [x, dy, w], [w.shape])
+    assert_close(dw, harness.depthwise_backward_weight(x, dy, stride), 1e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("shape", SMALL + LARGE + VGG_LIKE, ids=str)
+def test_im2col_kernels(lib, shape, stride):
+    rng = np.random.default_rng(sum(shape) + stride)
+    x = random(rng, *shape)
+    cols_shape = out_shape(shape, stride)[:3] + (shape[3] * 9,)
+    cols, = harness.call(lib, "Im2Col%d" % stride, [x], [cols_shape])
+    np.testing.assert_array_equal(cols, harness.im2col(x, stride).astype(np.float32))
+    dcols = random(rng, *cols_shape)
+    dx, = harness.call(lib, "Col2Im%d" % stride, [dcols, x], [x.shape])
+    assert_close(dx, harness.col2im(dcols, x.shape, stride))
+
+
+def batch_norm_reference(x, gamma, beta, relu6):
+    """(y, mean, biased var, xhat, scale) of training BatchNorm over all axes but the last, in float64."""
+    flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    mean, var = flat.mean(0), flat.var(0)
+    rstd = 1.0 / np.sqrt(var + BN_EPS)
+    y = (flat - mean) * rstd * gamma + beta
+    return (np.clip(y, 0, 6) if relu6 else y), mean, var, rstd
+
+
+def backward_reference(dy, x, gamma, beta, mean, var, relu6, batch_stats):
+    """(dx, dgamma, dbeta) of BatchNorm (+ ReLU6) with statistics ``mean``, ``var`` (float64)."""
+    flat, g = x.reshape(-1, x.shape[-1]).astype(np.float64), dy.reshape(-1, dy.shape[-1]).astype(np.float64)
+    rstd = 1.0 / np.sqrt(var.astype(np.float64) + BN_EPS)
+    xhat = (flat - mean) * rstd
+    if relu6:
+        pre = xhat * gamma + beta
+        g = np.where((pre > 0) & (pre < 6), g, 0.0)
+    dbeta, dgamma = g.sum(0), (g * xhat).sum(0)
+    dx = g * gamma * rstd
+    if batch_stats:
+        dx = gamma * rstd * (g - g.mean(0) - xhat * (g * xhat).mean(0))
+    return dx, dgamma, dbeta
+
+
+@pytest.mark.parametrize("relu6", [0, 1])
+@pytest.mark.parametrize("shape", SMALL + LARGE + [(6, 37), (1, 5)], ids=str)
+def test_batch_norm_kernels(lib, shape, relu6):
+    rng = np.random.default_rng(sum(shape) + relu6)
+    channels = shape[-1]
+    x = random(rng, *shape) * 2 + 0.5
+    gamma, beta = random(rng, channels) * 2, random(rng, channels) * 2
+    moving_mean, moving_var = random(rng, channels), np.abs(random(rng, channels)) + 0.5
+    rows = x.size // channels
+    y, mean, var, new_mean, new_var = harness.call(lib, "BnForward%d" % relu6,
+                                                   [x, gamma, beta, moving_mean, moving_var],
+                                                   [shape] + [(channels,)] * 4)
+    want_y, want_mean, want_var, _ = batch_norm_reference(x, gamma, beta, relu6)
+    assert_close(y.reshape(-1, channels), want_y, 1e-4, floor=1.0)
+    assert_close(mean, want_mean, 1e-4, floor=1.0)
+    assert_close(var, want_var, 1e-4, floor=1.0)
+    assert_close(new_mean, BN_MOMENTUM * moving_mean + (1 - BN_MOMENTUM) * want_mean, 1e-4, floor=1.0)
+    unbiased = want_var * rows / max(rows - 1, 1)
+    assert_close(new_var, BN_MOMENTUM * moving_var + (1 - BN_MOMENTUM) * unbiased, 1e-4, floor=1.0)
+
+    dy = random(rng, *shape)
+    grads = harness.call(lib, "BnBackward%d" % relu6, [dy, x, gamma, beta, mean, var],
+                         [shape, (channels,), (channels,)])
+    for got, want in zip(grads, backward_reference(dy, x, gamma, beta, mean, var, relu6, True)):
+        assert_close(got.reshape(want.shape), want, 1e-4, floor=1.0)
+
+    y, = harness.call(lib, "BnApply%d" % relu6, [x, gamma, beta, moving_mean, moving_var], [shape])
+    flat = x.reshape(-1, channels).astype(np.float64)
+    want = (flat - moving_mean) / np.sqrt(moving_var.astype(np.float64) + BN_EPS) * gamma + beta
+    assert_close(y.reshape(-1, channels), np.clip(want, 0, 6) if relu6 else want, 1e-4, floor=1.0)
+    grads = harness.call(lib, "BnApplyBackward%d" % relu6, [dy, x, gamma, beta, moving_mean, moving_var],
+                         [shape, (channels,), (channels,)])
+    for got, want in zip(grads, backward_reference(dy, x, gamma, beta, moving_mean, moving_var, relu6, False)):
+        assert_close(got.reshape(want.shape), want, 1e-4, floor=1.0)
+
+
+def test_fence_catches_a_short_output_and_an_unwritten_one(lib):
+    """The harness itself: an output allocated one row shorter than the kernel is told is written past;
+    one allocated longer is left partly unwritten (NaN)."""
+    x = np.ones((1, 4, 4, 8), np.float32)
+    with pytest.raises(AssertionError, match="wrote past output"):
+        harness.call(lib, "Im2Col1", [x], [(1, 3, 4, 72)], declared=[(1, 4, 4, 72)])
+    with pytest.raises(AssertionError, match="left 288 of 1440 values"):
+        harness.call(lib, "Im2Col1", [x], [(1, 5, 4, 72)], declared=[(1, 4, 4, 72)])
