@@ -54,8 +54,11 @@ def test_cached_library_that_does_not_load_or_others_may_write_is_rebuilt(home):
     source = native.source_path("box_match.cc")
     lib = native.build(source)
     assert lib is not None and mode(lib) == 0o755
-    with open(lib, "wb") as stream:
+    # A damaged file replaces the library (writing into the loaded file itself would corrupt this
+    # process's own mapping of it).
+    with open(lib + ".bad", "wb") as stream:
         stream.write(b"not a library")
+    os.replace(lib + ".bad", lib)
     assert native.build(source) == lib and native.loads(lib) is None
     os.chmod(lib, 0o777)
     stamp = os.stat(lib).st_mtime_ns
