@@ -36,11 +36,17 @@ WRAPPER = "network."
 BEST_FILE = "best_map.ckpt"
 BEST_MAP_KEY = "best_map"
 LOCK_FILE = ".lock"
+TMP_PREFIX = ".tmp-"
 
 
 def checkpoint_file(directory: str, prefix: str, epoch: int, steps_per_epoch: int) -> str:
     """``directory/<prefix>-<epoch>_<steps_per_epoch>.ckpt``."""
     return os.path.join(directory, "%s-%d_%d.ckpt" % (prefix, epoch, steps_per_epoch))
+
+
+def temporary_prefix(pid: int) -> str:
+    """How the files a process ``pid`` is still writing into a checkpoint folder begin."""
+    return "%s%d-" % (TMP_PREFIX, pid)
 
 
 def save_atomic(cell, path: str, append=None) -> str:
@@ -49,7 +55,7 @@ def save_atomic(cell, path: str, append=None) -> str:
     checkpoints written before it are untouched."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    stem = ".tmp-%d-%s" % (os.getpid(), os.path.splitext(os.path.basename(path))[0])
+    stem = temporary_prefix(os.getpid()) + os.path.splitext(os.path.basename(path))[0]
     try:
         ms.save_checkpoint(cell, os.path.join(folder, stem + ".ckpt"), append_dict=append)
         os.replace(os.path.join(folder, stem + ".ckpt"), path)
@@ -230,7 +236,7 @@ class FolderLock:
             self.stream.close()
             raise UserError("%s is in use by another training run (%s); wait for it to finish, or pass another "
                             "--checkpoint_path (and --output_path)" % (folder, holder)) from None
-        for leftover in glob.glob(os.path.join(glob.escape(folder), ".tmp-*")):
+        for leftover in glob.glob(os.path.join(glob.escape(folder), TMP_PREFIX + "*")):
             os.remove(leftover)
         self.stream.seek(0)
         self.stream.truncate()

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from src.checkpoint import read_checkpoint, temporary_prefix
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHASES = ("step", "batch_norm", "checkpoint_write", "final_eval")
 
@@ -51,7 +53,7 @@ def start(command):
 def writing_checkpoint(folder, pid):
     """True while process ``pid`` writes a checkpoint (its temporary file exists)."""
     try:
-        return any(name.startswith(".tmp-%d-" % pid) for name in os.listdir(folder))
+        return any(name.startswith(temporary_prefix(pid)) for name in os.listdir(folder))
     except FileNotFoundError:
         return False
 
@@ -131,10 +133,8 @@ def log_rows(path):
 
 
 def final_state(out, run, args):
-    import mindspore as ms
-
     names = [n for n in os.listdir(os.path.join(out, run, "ckpt")) if n.startswith("ssd-%d_" % args.epochs)]
-    state = ms.load_checkpoint(os.path.join(out, run, "ckpt", names[0]))
+    state = read_checkpoint(os.path.join(out, run, "ckpt", names[0]))
     return {name: value.asnumpy() for name, value in state.items()}
 
 
