@@ -21,7 +21,8 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, initializer
 
-from src.native.kernels import BN_EPS, BN_MOMENTUM, batch_norm_apply_op, batch_norm_op, depthwise_op, im2col_op
+from src.native.kernels import (BN_EPS, BN_MOMENTUM, batch_norm_apply_op, batch_norm_op, batch_norm_settings,
+                                depthwise_op, im2col_op)
 
 NEG_INF = -3.0e38
 
@@ -190,13 +191,6 @@ class Conv(nn.Cell):
 
 # ---- normalisation and activations ------------------------------------------------------------
 
-def _rows(shape):
-    rows = 1
-    for side in shape[:-1]:
-        rows = rows * side
-    return rows
-
-
 class FastBatchNorm(nn.Cell):
     """BatchNorm over the last (channel) axis, optionally followed by ReLU6, with nn.BatchNorm2d's
     parameters and semantics (batch statistics in training, moving averages updated with the unbiased
@@ -204,12 +198,10 @@ class FastBatchNorm(nn.Cell):
     nn.BatchNorm2d takes it (the weight of the old average); the attribute, as nn.BatchNorm2d's, holds
     the weight of a new batch.
 
-    The kernels are compiled with BN_EPS and BN_MOMENTUM; with those settings (the model zoo's for
-    SSD-MobileNetV2, GhostNet and the SSD heads) the training kernel also gives the new moving averages.
-    With a model's own settings (eps 1e-5 and momentum 0.9 for MobileNetV1 and the FPN, momentum 0.997
-    for ResNet50) inference shifts the moving variance by ``eps - BN_EPS``, so it is exact for any eps, the
-    moving averages are updated here with the model's momentum, and training normalises with BN_EPS (a
-    difference far below the batch variances of these layers).
+    Each kernel takes this layer's eps and momentum (:func:`src.native.kernels.batch_norm_settings`), so
+    training and inference match nn.BatchNorm2d with the same settings: the model zoo's SSD ones (BN_EPS,
+    BN_MOMENTUM) by default, eps 1e-5 and momentum 0.9 for MobileNetV1 and the FPN, momentum 0.997 for
+    ResNet50.
     """
 
     def __init__(self, channels, relu6=False, eps=BN_EPS, momentum=BN_MOMENTUM):
@@ -221,29 +213,17 @@ class FastBatchNorm(nn.Cell):
         self.moving_variance = Parameter(initializer("ones", (channels,), ms.float32), name="moving_variance",
                                          requires_grad=False)
         self.momentum = 1.0 - float(momentum)
-        self.kernel_settings = eps == BN_EPS and momentum == BN_MOMENTUM
-        self.var_shift = float(eps - BN_EPS)
+        self.settings = batch_norm_settings(float(eps), float(momentum))
         self.train_op = batch_norm_op(int(relu6))
         self.infer_op = batch_norm_apply_op(int(relu6))
 
     def construct(self, x):
         if not self.training:
-            variance = self.moving_variance if self.kernel_settings else self.moving_variance + self.var_shift
-            return self.infer_op(x, self.gamma, self.beta, self.moving_mean, variance)
-        out = self.train_op(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)
-        if self.kernel_settings:
-            ops.assign(self.moving_mean, out[3])
-            ops.assign(self.moving_variance, out[4])
-        else:
-            self._update_moving_averages(out[1], out[2], _rows(x.shape))
+            return self.infer_op(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.settings)
+        out = self.train_op(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.settings)
+        ops.assign(self.moving_mean, out[3])
+        ops.assign(self.moving_variance, out[4])
         return out[0]
-
-    def _update_moving_averages(self, mean, var, rows):
-        """The moving averages with this layer's momentum, from the batch mean and biased variance."""
-        unbiased = var * (rows / max(rows - 1, 1))
-        keep = 1.0 - self.momentum
-        ops.assign(self.moving_mean, keep * self.moving_mean + self.momentum * mean)
-        ops.assign(self.moving_variance, keep * self.moving_variance + self.momentum * unbiased)
 
 
 def with_gamma(norm, gamma_init):

@@ -4,13 +4,13 @@
 // * DwForward{S}(x, w) -> y, DwBackwardInput{S}(dy, w, x) -> dx, DwBackwardWeight{S}(x, dy, w) -> dw:
 //   3x3 depthwise convolution with weight [C, 1, 3, 3], TF "same" padding, stride S (1 or 2);
 // * Im2Col{S}(x) -> cols [B, Ho, Wo, C*9] (column c*9 + ky*3 + kx) and its gradient Col2Im{S};
-// * BnForward{R}(x, gamma, beta, moving_mean, moving_var) -> (y, batch mean, biased batch variance,
+// * BnForward{R}(x, gamma, beta, moving_mean, moving_var, settings) -> (y, batch mean, biased batch variance,
 //   new moving mean, new moving variance) and BnBackward{R}: training BatchNorm then ReLU6 (R=1) or
 //   nothing (R=0), moving averages kept as nn.BatchNorm2d keeps them (unbiased variance);
-// * BnApply{R}(x, gamma, beta, mean, var) -> y and BnApplyBackward{R}: inference BatchNorm (+ ReLU6).
+// * BnApply{R}(x, gamma, beta, mean, var, settings) -> y and BnApplyBackward{R}: inference BatchNorm (+ ReLU6).
+// settings is the layer's own float64 [eps, momentum] (momentum as nn.BatchNorm2d takes it: the weight of
+// the old moving average), so every layer normalises with its own eps.
 // Sums over rows are deterministic for a given thread count.
-//
-// SSD_BN_EPS and SSD_BN_MOMENTUM come from src/native/kernels.py on the compiler's command line.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -24,7 +24,15 @@
 
 namespace {
 
-const double kEps = SSD_BN_EPS, kMomentum = SSD_BN_MOMENTUM;
+// A BatchNorm layer's settings: its eps and the weight of the old moving average.
+struct BnSettings {
+  double eps, momentum;
+};
+
+BnSettings Settings(const void *p) {
+  const double *d = static_cast<const double *>(p);
+  return {d[0], d[1]};
+}
 
 // Threads: SSD_KERNEL_THREADS, else the CPUs this process may run on. Plain threads started per call
 // and joined, so no idle worker spins while MindSpore's own thread pool runs the next operator.
@@ -359,8 +367,8 @@ void ScaleShift(const float *x, float *y, const float *sc, const float *sh, int6
 
 template <bool R>
 void BnForward(const float *x, const float *gamma, const float *beta, const float *moving_mean,
-               const float *moving_var, float *y, float *mean, float *var, float *new_mean, float *new_var,
-               int64_t N, int64_t C) {
+               const float *moving_var, BnSettings bn, float *y, float *mean, float *var, float *new_mean,
+               float *new_var, int64_t N, int64_t C) {
   std::vector<double> s1(C), s2(C);
   const float *k = x;  // the first row as shift keeps E[d^2] - E[d]^2 accurate when |mean| >> std
   ChannelSums(N, C, s1.data(), s2.data(), [&](int64_t r, float *a1, float *a2) {
@@ -375,23 +383,23 @@ void BnForward(const float *x, const float *gamma, const float *beta, const floa
   std::vector<float> scale(C), shift(C);
   for (int64_t c = 0; c < C; ++c) {
     const double m = s1[c] / N, v = std::max(s2[c] / N - m * m, 0.0);
-    scale[c] = static_cast<float>(gamma[c] / std::sqrt(v + kEps));
+    scale[c] = static_cast<float>(gamma[c] / std::sqrt(v + bn.eps));
     shift[c] = static_cast<float>(beta[c] - (m + k[c]) * scale[c]);
     mean[c] = static_cast<float>(m + k[c]);
     var[c] = static_cast<float>(v);
-    new_mean[c] = static_cast<float>(kMomentum * moving_mean[c] + (1.0 - kMomentum) * (m + k[c]));
+    new_mean[c] = static_cast<float>(bn.momentum * moving_mean[c] + (1.0 - bn.momentum) * (m + k[c]));
     const double unbiased = v * N / std::max<int64_t>(N - 1, 1);
-    new_var[c] = static_cast<float>(kMomentum * moving_var[c] + (1.0 - kMomentum) * unbiased);
+    new_var[c] = static_cast<float>(bn.momentum * moving_var[c] + (1.0 - bn.momentum) * unbiased);
   }
   ScaleShift<R>(x, y, scale.data(), shift.data(), N, C);
 }
 
 template <bool R>
 void BnBackward(const float *dy, const float *x, const float *gamma, const float *beta, const float *mean,
-                const float *var, float *dx, float *dgamma, float *dbeta, int64_t N, int64_t C) {
+                const float *var, double eps, float *dx, float *dgamma, float *dbeta, int64_t N, int64_t C) {
   std::vector<float> scale(C), shift(C), rstd(C), a(C), b(C);
   for (int64_t c = 0; c < C; ++c) {
-    rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + kEps));
+    rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
     scale[c] = gamma[c] * rstd[c];
     shift[c] = beta[c] - mean[c] * scale[c];
   }
@@ -425,28 +433,28 @@ void BnBackward(const float *dy, const float *x, const float *gamma, const float
 }
 
 // Inference BatchNorm (given statistics) + optional ReLU6, and its gradient for gamma, beta and x.
-void Affine(const float *gamma, const float *beta, const float *mean, const float *var, int64_t C,
+void Affine(const float *gamma, const float *beta, const float *mean, const float *var, double eps, int64_t C,
             std::vector<float> *scale, std::vector<float> *shift, std::vector<float> *rstd) {
   for (int64_t c = 0; c < C; ++c) {
-    (*rstd)[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + kEps));
+    (*rstd)[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
     (*scale)[c] = gamma[c] * (*rstd)[c];
     (*shift)[c] = beta[c] - mean[c] * (*scale)[c];
   }
 }
 
 template <bool R>
-void BnApply(const float *x, const float *gamma, const float *beta, const float *mean, const float *var, float *y,
-             int64_t N, int64_t C) {
+void BnApply(const float *x, const float *gamma, const float *beta, const float *mean, const float *var, double eps,
+             float *y, int64_t N, int64_t C) {
   std::vector<float> scale(C), shift(C), rstd(C);
-  Affine(gamma, beta, mean, var, C, &scale, &shift, &rstd);
+  Affine(gamma, beta, mean, var, eps, C, &scale, &shift, &rstd);
   ScaleShift<R>(x, y, scale.data(), shift.data(), N, C);
 }
 
 template <bool R>
 void BnApplyBackward(const float *dy, const float *x, const float *gamma, const float *beta, const float *mean,
-                     const float *var, float *dx, float *dgamma, float *dbeta, int64_t N, int64_t C) {
+                     const float *var, double eps, float *dx, float *dgamma, float *dbeta, int64_t N, int64_t C) {
   std::vector<float> scale(C), shift(C), rstd(C);
-  Affine(gamma, beta, mean, var, C, &scale, &shift, &rstd);
+  Affine(gamma, beta, mean, var, eps, C, &scale, &shift, &rstd);
   const float *sc = scale.data(), *sh = shift.data(), *m = mean;
   std::vector<double> sg(C), sgx(C);
   ChannelSums(N, C, sg.data(), sgx.data(), [&](int64_t r, float *a1, float *a2) {
@@ -489,13 +497,13 @@ WINDOW_KERNELS(2)
 
 #define BN_KERNELS(R)                                                                                 \
   KERNEL(BnForward##R) {                                                                              \
-    BnForward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), F(9), Rows(sh[0], nd[0]),      \
-                 sh[0][nd[0] - 1]);                                                                   \
+    BnForward<R>(F(0), F(1), F(2), F(3), F(4), Settings(p[5]), F(6), F(7), F(8), F(9), F(10),          \
+                 Rows(sh[0], nd[0]), sh[0][nd[0] - 1]);                                               \
     return 0;                                                                                         \
   }                                                                                                   \
   KERNEL(BnBackward##R) {                                                                             \
-    BnBackward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), Rows(sh[0], nd[0]),           \
-                  sh[0][nd[0] - 1]);                                                                  \
+    BnBackward<R>(F(0), F(1), F(2), F(3), F(4), F(5), Settings(p[6]).eps, F(7), F(8), F(9),            \
+                  Rows(sh[0], nd[0]), sh[0][nd[0] - 1]);                                              \
     return 0;                                                                                         \
   }
 BN_KERNELS(0)
@@ -503,12 +511,13 @@ BN_KERNELS(1)
 
 #define BN_APPLY_KERNELS(R)                                                                           \
   KERNEL(BnApply##R) {                                                                                \
-    BnApply<R>(F(0), F(1), F(2), F(3), F(4), F(5), Rows(sh[0], nd[0]), sh[0][nd[0] - 1]);             \
+    BnApply<R>(F(0), F(1), F(2), F(3), F(4), Settings(p[5]).eps, F(6), Rows(sh[0], nd[0]),             \
+               sh[0][nd[0] - 1]);                                                                     \
     return 0;                                                                                         \
   }                                                                                                   \
   KERNEL(BnApplyBackward##R) {                                                                        \
-    BnApplyBackward<R>(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), Rows(sh[0], nd[0]),      \
-                       sh[0][nd[0] - 1]);                                                             \
+    BnApplyBackward<R>(F(0), F(1), F(2), F(3), F(4), F(5), Settings(p[6]).eps, F(7), F(8), F(9),       \
+                       Rows(sh[0], nd[0]), sh[0][nd[0] - 1]);                                         \
     return 0;                                                                                         \
   }
 BN_APPLY_KERNELS(0)

@@ -3,22 +3,30 @@ operators.
 
 conv_kernels.cc computes, on channels-last (NHWC) float32 tensors and each with its gradient, the 3x3
 depthwise convolution, the dense 3x3 im2col and BatchNorm (+ ReLU6). It is built once per machine
-(:func:`src.native.build`) with the BatchNorm settings below on its command line; each operator here is
-one ``"aot"`` Custom op of that library.
+(:func:`src.native.build`); each operator here is one ``"aot"`` Custom op of that library. The BatchNorm
+operators take the layer's own eps and momentum as a last input (:func:`batch_norm_settings`), so a layer
+with eps 1e-5 (MobileNetV1, the FPNs) normalises in training exactly as its nn.BatchNorm2d would.
 """
 import functools
 
+import mindspore as ms
+import numpy as np
 from mindspore import ops
 
 from src import native
 
-# BatchNorm settings of the model zoo's SSD-MobileNetV2 (eps 1e-3, moving-average momentum 0.97), compiled
-# into the BatchNorm kernels.
+# BatchNorm settings of the model zoo's SSD-MobileNetV2, GhostNet and SSD heads (eps 1e-3, momentum 0.97):
+# the defaults of the layers that do not set their own.
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.97
 
-CONV_KERNEL_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-pthread", "-shared", "-fPIC", "-std=c++14",
-                     "-DSSD_BN_EPS=%r" % BN_EPS, "-DSSD_BN_MOMENTUM=%r" % BN_MOMENTUM)
+CONV_KERNEL_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-pthread", "-shared", "-fPIC", "-std=c++14")
+
+
+def batch_norm_settings(eps=BN_EPS, momentum=BN_MOMENTUM):
+    """The BatchNorm operators' last input: float64 [eps, momentum], ``momentum`` as nn.BatchNorm2d takes
+    it (the weight of the old moving average). float64 so that the kernel adds exactly ``eps``."""
+    return ms.Tensor(np.array([eps, momentum], np.float64))
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,9 +83,10 @@ def im2col_op(stride):
 
 
 def batch_norm_op(relu6):
-    """``op(x_nhwc, gamma, beta, moving_mean, moving_var) -> (y, batch_mean, batch_var, new_moving_mean,
-    new_moving_var)``: training BatchNorm (+ ReLU6) with BN_EPS, and the moving averages updated with
-    BN_MOMENTUM and the unbiased batch variance (batch_var is the biased one)."""
+    """``op(x_nhwc, gamma, beta, moving_mean, moving_var, settings) -> (y, batch_mean, batch_var,
+    new_moving_mean, new_moving_var)``: training BatchNorm (+ ReLU6) with the eps of ``settings``
+    (:func:`batch_norm_settings`), and the moving averages updated with its momentum and the unbiased batch
+    variance (batch_var is the biased one)."""
     def shapes(x, gamma, *_):
         return x, gamma, gamma, gamma, gamma
 
@@ -87,20 +96,21 @@ def batch_norm_op(relu6):
     grad = _kernel("BnBackward%d" % relu6, lambda dy, x, gamma, *_: (x, gamma, gamma),
                    lambda *types: types[:1] * 3)
 
-    def bprop(x, gamma, beta, moving_mean, moving_var, out, dout):
-        dx, dgamma, dbeta = grad(dout[0], x, gamma, beta, out[1], out[2])
-        return dx, dgamma, dbeta, ops.zeros_like(moving_mean), ops.zeros_like(moving_var)
+    def bprop(x, gamma, beta, moving_mean, moving_var, settings, out, dout):
+        dx, dgamma, dbeta = grad(dout[0], x, gamma, beta, out[1], out[2], settings)
+        return dx, dgamma, dbeta, ops.zeros_like(moving_mean), ops.zeros_like(moving_var), ops.zeros_like(settings)
 
     return _kernel("BnForward%d" % relu6, shapes, dtypes, bprop)
 
 
 def batch_norm_apply_op(relu6):
-    """``op(x_nhwc, gamma, beta, mean, var) -> y``: BatchNorm with given statistics and BN_EPS (+ ReLU6)."""
+    """``op(x_nhwc, gamma, beta, mean, var, settings) -> y``: BatchNorm with given statistics and the eps of
+    ``settings`` (+ ReLU6)."""
     grad = _kernel("BnApplyBackward%d" % relu6, lambda dy, x, gamma, *_: (x, gamma, gamma),
                    lambda *dtypes: dtypes[:1] * 3)
 
-    def bprop(x, gamma, beta, mean, var, out, dout):
-        dx, dgamma, dbeta = grad(dout, x, gamma, beta, mean, var)
-        return dx, dgamma, dbeta, ops.zeros_like(mean), ops.zeros_like(var)
+    def bprop(x, gamma, beta, mean, var, settings, out, dout):
+        dx, dgamma, dbeta = grad(dout, x, gamma, beta, mean, var, settings)
+        return dx, dgamma, dbeta, ops.zeros_like(mean), ops.zeros_like(var), ops.zeros_like(settings)
 
     return _kernel("BnApply%d" % relu6, _first, _first, bprop)

@@ -389,13 +389,15 @@ def test_upsample_is_mindspore_resize_bilinear(in_size, out_size, pynative):
 
 
 @needs_kernels
-@pytest.mark.parametrize("eps,momentum,train", [(1e-5, 0.9, False), (1e-3, 0.997, True), (1e-3, 0.9, True)])
+@pytest.mark.parametrize("train", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("eps,momentum", [(1e-5, 0.9), (1e-3, 0.997), (1e-3, 0.97)], ids=str)
 def test_batch_norm_with_model_settings_fast_matches_plain(eps, momentum, train, pynative):
-    """Inference is exact for any eps; training normalises with layers.BN_EPS (1e-3), so it is compared
-    at that eps, with the model's momentum for the moving statistics."""
+    """The compiled BatchNorm normalises with the layer's own eps and updates the moving statistics with
+    its own momentum, as nn.BatchNorm2d does. The input's variance (~1e-4) is small enough that eps
+    1e-5 and 1e-3 give outputs that differ several-fold."""
     fast = nn.SequentialCell([FastBatchNorm(24, False, eps, momentum)])
     plain = nn.SequentialCell([nn.BatchNorm2d(24, eps=eps, momentum=momentum)])
-    x = ms.Tensor(np.random.default_rng(0).standard_normal((4, 24, 6, 5)).astype(np.float32) * 3 + 1)
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((4, 24, 6, 5)).astype(np.float32) * 0.01 + 0.005)
     fast, plain = assert_same(fast, plain, x, train)
     for stat in ("moving_mean", "moving_variance"):
         np.testing.assert_allclose(getattr(fast[0], stat).asnumpy(), getattr(plain[0], stat).asnumpy(),

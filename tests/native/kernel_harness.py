@@ -12,32 +12,36 @@ SENTINEL = np.uint32(0xDEADBEEF)
 
 
 class Fenced:
-    """A float32 array of ``shape`` inside a larger buffer with ``GUARD`` floats of ``guard`` on each side."""
+    """An array of ``shape`` and ``dtype`` inside a larger buffer with ``GUARD`` elements on each side whose
+    bits are ``guard_bits`` (an unsigned integer of the dtype's width)."""
 
-    def __init__(self, shape, fill, guard_bits):
+    def __init__(self, shape, fill, guard_bits, dtype=np.float32):
         size = int(np.prod(shape))
-        self.raw = np.empty(size + 2 * GUARD, dtype=np.float32)
-        self.raw.view(np.uint32)[:] = guard_bits
+        self.raw = np.empty(size + 2 * GUARD, dtype=dtype)
+        self.bits = self.raw.view(np.dtype("u%d" % self.raw.itemsize))
+        self.guard_bits = self.bits.dtype.type(guard_bits)
+        self.bits[:] = self.guard_bits
         self.array = self.raw[GUARD:GUARD + size].reshape(shape)
         self.array[...] = fill
-        self.guard_bits = np.uint32(guard_bits)
 
     def guards_intact(self):
-        bits = self.raw.view(np.uint32)
-        return bool(np.all(bits[:GUARD] == self.guard_bits) and np.all(bits[-GUARD:] == self.guard_bits))
+        return bool(np.all(self.bits[:GUARD] == self.guard_bits) and np.all(self.bits[-GUARD:] == self.guard_bits))
 
     def pointer(self):
         return self.array.ctypes.data_as(ctypes.c_void_p)
 
 
-NAN_BITS = np.float32(np.nan).view(np.uint32)
+def nan_bits(dtype):
+    """The bit pattern of NaN in ``dtype`` (float32 or float64), as an unsigned integer."""
+    return np.array(np.nan, dtype).view(np.dtype("u%d" % np.dtype(dtype).itemsize))[()]
 
 
 def call(lib, name, inputs, out_shapes, declared=None):
-    """Run kernel ``name`` on float32 ``inputs`` with outputs of ``out_shapes``; returns the outputs.
-    Raises AssertionError if a guard changed, an input changed or an output was left (partly) unwritten.
-    ``declared``: the shapes given to the kernel for the outputs, if not those allocated (to test the fence)."""
-    ins = [Fenced(a.shape, a, NAN_BITS) for a in inputs]
+    """Run kernel ``name`` on ``inputs`` (float32, or float64 for the BatchNorm settings) with float32 outputs
+    of ``out_shapes``; returns the outputs. Raises AssertionError if a guard changed, an input changed or an
+    output was left (partly) unwritten. ``declared``: the shapes given to the kernel for the outputs, if not
+    those allocated (to test the fence)."""
+    ins = [Fenced(a.shape, a, nan_bits(a.dtype), a.dtype) for a in inputs]
     outs = [Fenced(s, np.nan, SENTINEL) for s in out_shapes]
     buffers = ins + outs
     shapes_given = [a.shape for a in inputs] + [tuple(s) for s in (declared or out_shapes)]
@@ -47,7 +51,7 @@ def call(lib, name, inputs, out_shapes, declared=None):
     shape_arrays = [(ctypes.c_int64 * max(len(s), 1))(*s) for s in shapes_given]
     shapes = (ctypes.POINTER(ctypes.c_int64) * n)(*[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64))
                                                     for s in shape_arrays])
-    dtypes = (ctypes.c_char_p * n)(*[b"float32"] * n)
+    dtypes = (ctypes.c_char_p * n)(*[str(b.array.dtype).encode() for b in buffers])
     func = getattr(lib, name)
     func.restype = ctypes.c_int
     status = func(n, params, ndims, shapes, dtypes, None, None)

@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import pytest
 
-from src.native.kernels import BN_EPS, BN_MOMENTUM, kernel_library
+from src.native.kernels import kernel_library
 from tests.native import kernel_harness as harness
 
 pytestmark = pytest.mark.skipif(kernel_library() is None, reason="no C++ compiler for the fast CPU kernels")
@@ -37,12 +37,18 @@ def lib(request, tmp_path_factory):
         os.environ["SSD_KERNEL_THREADS"] = str(request.param)
     try:
         library = ctypes.CDLL(str(copy))
-        harness.call(library, "BnApply0", [np.ones((1, 1), np.float32)] * 5, [(1, 1)])  # reads the variable once
+        harness.call(library, "BnApply0", [np.ones((1, 1), np.float32)] * 5 + [bn_settings(1e-3, 0.97)],
+                     [(1, 1)])  # reads the variable once
     finally:
         os.environ.pop("SSD_KERNEL_THREADS", None)
         if saved is not None:
             os.environ["SSD_KERNEL_THREADS"] = saved
     return library
+
+
+def bn_settings(eps, momentum):
+    """The BatchNorm kernels' last input (src.native.kernels.batch_norm_settings, as numpy)."""
+    return np.array([eps, momentum], np.float64)
 
 
 def random(rng, *shape):
@@ -86,19 +92,19 @@ def test_im2col_kernels(lib, shape, stride):
     assert_close(dx, harness.col2im(dcols, x.shape, stride))
 
 
-def batch_norm_reference(x, gamma, beta, relu6):
-    """(y, mean, biased var, xhat, scale) of training BatchNorm over all axes but the last, in float64."""
+def batch_norm_reference(x, gamma, beta, relu6, eps):
+    """(y, mean, biased var, rstd) of training BatchNorm over all axes but the last, in float64."""
     flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
     mean, var = flat.mean(0), flat.var(0)
-    rstd = 1.0 / np.sqrt(var + BN_EPS)
+    rstd = 1.0 / np.sqrt(var + eps)
     y = (flat - mean) * rstd * gamma + beta
     return (np.clip(y, 0, 6) if relu6 else y), mean, var, rstd
 
 
-def backward_reference(dy, x, gamma, beta, mean, var, relu6, batch_stats):
+def backward_reference(dy, x, gamma, beta, mean, var, relu6, batch_stats, eps):
     """(dx, dgamma, dbeta) of BatchNorm (+ ReLU6) with statistics ``mean``, ``var`` (float64)."""
     flat, g = x.reshape(-1, x.shape[-1]).astype(np.float64), dy.reshape(-1, dy.shape[-1]).astype(np.float64)
-    rstd = 1.0 / np.sqrt(var.astype(np.float64) + BN_EPS)
+    rstd = 1.0 / np.sqrt(var.astype(np.float64) + eps)
     xhat = (flat - mean) * rstd
     if relu6:
         pre = xhat * gamma + beta
@@ -110,39 +116,47 @@ def backward_reference(dy, x, gamma, beta, mean, var, relu6, batch_stats):
     return dx, dgamma, dbeta
 
 
+# (eps, momentum): the model zoo's SSD-MobileNetV2 layers, and its MobileNetV1 and FPN layers.
+BN_SETTINGS = [(1e-3, 0.97), (1e-5, 0.9)]
+
+
+@pytest.mark.parametrize("eps,momentum", BN_SETTINGS, ids=str)
 @pytest.mark.parametrize("relu6", [0, 1])
 @pytest.mark.parametrize("shape", SMALL + LARGE + [(6, 37), (1, 5)], ids=str)
-def test_batch_norm_kernels(lib, shape, relu6):
+def test_batch_norm_kernels(lib, shape, relu6, eps, momentum):
+    """Small variances (x scaled by 0.01, variance ~1e-4) make eps matter: with eps 1e-5 a kernel that
+    added 1e-3 would be off by ~40 %."""
     rng = np.random.default_rng(sum(shape) + relu6)
     channels = shape[-1]
-    x = random(rng, *shape) * 2 + 0.5
+    x = random(rng, *shape) * 0.01 + 0.005
     gamma, beta = random(rng, channels) * 2, random(rng, channels) * 2
-    moving_mean, moving_var = random(rng, channels), np.abs(random(rng, channels)) + 0.5
+    moving_mean, moving_var = random(rng, channels) * 0.01, np.abs(random(rng, channels)) * 1e-4 + 5e-5
+    settings = bn_settings(eps, momentum)
     rows = x.size // channels
     y, mean, var, new_mean, new_var = harness.call(lib, "BnForward%d" % relu6,
-                                                   [x, gamma, beta, moving_mean, moving_var],
+                                                   [x, gamma, beta, moving_mean, moving_var, settings],
                                                    [shape] + [(channels,)] * 4)
-    want_y, want_mean, want_var, _ = batch_norm_reference(x, gamma, beta, relu6)
+    want_y, want_mean, want_var, _ = batch_norm_reference(x, gamma, beta, relu6, eps)
     assert_close(y.reshape(-1, channels), want_y, 1e-4, floor=1.0)
-    assert_close(mean, want_mean, 1e-4, floor=1.0)
-    assert_close(var, want_var, 1e-4, floor=1.0)
-    assert_close(new_mean, BN_MOMENTUM * moving_mean + (1 - BN_MOMENTUM) * want_mean, 1e-4, floor=1.0)
+    assert_close(mean, want_mean, 1e-4)
+    assert_close(var, want_var, 1e-4)
+    assert_close(new_mean, momentum * moving_mean + (1 - momentum) * want_mean, 1e-4)
     unbiased = want_var * rows / max(rows - 1, 1)
-    assert_close(new_var, BN_MOMENTUM * moving_var + (1 - BN_MOMENTUM) * unbiased, 1e-4, floor=1.0)
+    assert_close(new_var, momentum * moving_var + (1 - momentum) * unbiased, 1e-4)
 
     dy = random(rng, *shape)
-    grads = harness.call(lib, "BnBackward%d" % relu6, [dy, x, gamma, beta, mean, var],
+    grads = harness.call(lib, "BnBackward%d" % relu6, [dy, x, gamma, beta, mean, var, settings],
                          [shape, (channels,), (channels,)])
-    for got, want in zip(grads, backward_reference(dy, x, gamma, beta, mean, var, relu6, True)):
+    for got, want in zip(grads, backward_reference(dy, x, gamma, beta, mean, var, relu6, True, eps)):
         assert_close(got.reshape(want.shape), want, 1e-4, floor=1.0)
 
-    y, = harness.call(lib, "BnApply%d" % relu6, [x, gamma, beta, moving_mean, moving_var], [shape])
+    y, = harness.call(lib, "BnApply%d" % relu6, [x, gamma, beta, moving_mean, moving_var, settings], [shape])
     flat = x.reshape(-1, channels).astype(np.float64)
-    want = (flat - moving_mean) / np.sqrt(moving_var.astype(np.float64) + BN_EPS) * gamma + beta
+    want = (flat - moving_mean) / np.sqrt(moving_var.astype(np.float64) + eps) * gamma + beta
     assert_close(y.reshape(-1, channels), np.clip(want, 0, 6) if relu6 else want, 1e-4, floor=1.0)
-    grads = harness.call(lib, "BnApplyBackward%d" % relu6, [dy, x, gamma, beta, moving_mean, moving_var],
+    grads = harness.call(lib, "BnApplyBackward%d" % relu6, [dy, x, gamma, beta, moving_mean, moving_var, settings],
                          [shape, (channels,), (channels,)])
-    for got, want in zip(grads, backward_reference(dy, x, gamma, beta, moving_mean, moving_var, relu6, False)):
+    for got, want in zip(grads, backward_reference(dy, x, gamma, beta, moving_mean, moving_var, relu6, False, eps)):
         assert_close(got.reshape(want.shape), want, 1e-4, floor=1.0)
 
 
