@@ -60,13 +60,16 @@ def flatten(results, prefix=""):
 
 
 def raw(data, name):
-    machine = data.get("machine", {})
+    machine, run = data.get("machine", {}), data.get("run", {})
     out = ["### %s (python -m benchmarks.run)" % name, "",
            "Machine: %s cores, %s, Python %s, measured fp32 peak %s GFLOP/s." % tuple(
-               cell(machine.get(k)) for k in ("cpu_count", "platform", "python", "peak_fp32_gflops")), ""]
-    rows = [[key, entry["value"], entry.get("unit", ""), "%.0f %%" % (100 * entry.get("noise", 0.0))]
-            for key, entry in flatten({k: v for k, v in data.items() if k != "machine"})]
-    return out + markdown_table(["figure", "value", "unit", "spread"], rows) + [""]
+               cell(machine.get(k)) for k in ("cpu_count", "platform", "python", "peak_fp32_gflops"))]
+    out += ["Run: `%s`, %s. %s" % (run.get("command", "python -m benchmarks.run"), run.get("date", "date not recorded"),
+                                   run.get("conditions", "")), ""]
+    rows = [[key, entry["value"], entry.get("unit", ""), "%.0f %%" % (100 * entry.get("noise", 0.0)),
+             entry.get("what", "")]
+            for key, entry in flatten({k: v for k, v in data.items() if k not in ("machine", "run")})]
+    return out + markdown_table(["figure", "value", "unit", "spread", "what was timed"], rows) + [""]
 
 
 def report(paths):

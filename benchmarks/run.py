@@ -1,11 +1,12 @@
 """The project's benchmark: python -m benchmarks.run [--models ssd300] [--batch 8] [--smoke]
 
 Prints a table and writes JSON (``--out``, default benchmarks/results/latest.json) with training
-images/s, inference images/s (network alone, and end to end with decoding and NMS), data pipeline
-images/s, anchor encoding µs per image, post-processing ms per image, COCO evaluation seconds, the
+images/s, inference images/s (the network alone; with decoding and sigmoid; end to end with NMS), data
+pipeline images/s, anchor encoding µs per image, NMS ms per image, COCO evaluation seconds, the
 exported detector's ms per image at batch 1 (MindSpore from the MINDIR vs onnxruntime from the ONNX file), peak
 memory, and achieved GFLOP/s against the machine's measured fp32 peak. Compilation and warm-up runs
-are excluded; every figure is the median of several runs, with its spread ("noise") beside it.
+are excluded; every figure is the median of several runs, with its spread ("noise") beside it, and
+says what it timed (its ``what``, printed after the table and written to the JSON).
 ``--smoke`` runs every section once with tiny sizes (what CI does); its figures mean nothing.
 """
 import argparse
@@ -15,6 +16,7 @@ import platform
 import resource
 import sys
 import tempfile
+import time
 
 from benchmarks import sections
 from benchmarks.flops import measured_peak_gflops
@@ -52,15 +54,20 @@ def machine():
 
 
 def table(results):
-    lines = ["%-44s %14s %8s" % ("figure", "value", "noise")]
+    """The figures, one per line, then what each one timed."""
+    lines = ["%-56s %12s %-8s %6s" % ("figure", "value", "unit", "noise")]
+    legend = ["", "what each figure is:"]
     for key, entry in flatten(results):
         value = "n/a" if entry["value"] is None else "%.4g" % entry["value"]
-        lines.append("%-44s %14s %7.0f%%" % (key, value, 100 * entry.get("noise", 0.0)))
-    return "\n".join(lines)
+        lines.append("%-56s %12s %-8s %5.0f%%" % (key, value, entry.get("unit", ""), 100 * entry.get("noise", 0.0)))
+        if entry.get("what"):
+            legend.append("  %s: %s" % (key, entry["what"]))
+    return "\n".join(lines + legend)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    command = " ".join(["python -m benchmarks.run"] + list(sys.argv[1:] if argv is None else argv))
     repeats = 1 if args.smoke else args.repeats
     results = {"machine": {}, "models": {}}
     skip = set(filter(None, args.skip.split(",")))
@@ -72,17 +79,22 @@ def main(argv=None):
                                                          "train" not in skip)
         if "deploy" not in skip:
             results["models"][name]["deploy"] = sections.deploy_figures(cfg, repeats)
-    results["peak_rss_gib"] = {"value": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+    results["peak_rss_gib"] = sections.figure(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 0.0,
+                                              "GiB", "high-water mark of the process's resident memory after "
+                                                     "the model sections")
     cfg = model_config(args.models.split(",")[0], args.smoke)
     with tempfile.TemporaryDirectory() as tmp:
         if "data" not in skip:
             results["data"] = sections.data_figures(cfg, tmp, repeats, smoke=args.smoke)
     results["machine"] = machine()
+    results["run"] = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z")}
     peak = results["machine"]["peak_fp32_gflops"]
     for figures in results["models"].values():
         if "train" in figures:
-            figures["train"]["share_of_peak"] = {"value": figures["train"]["gflops"]["value"] / peak}
-    print(table({k: v for k, v in results.items() if k != "machine"}))
+            figures["train"]["share_of_peak"] = sections.figure(
+                figures["train"]["gflops"]["value"] / peak, figures["train"]["gflops"]["noise"], "",
+                "train / gflops divided by the machine's measured fp32 peak")
+    print(table({k: v for k, v in results.items() if k not in ("machine", "run")}))
     print("machine: %d cores, measured fp32 peak %.0f GFLOP/s (numpy/MindSpore matmul 4096^3)"
           % (results["machine"]["cpu_count"], peak))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

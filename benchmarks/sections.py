@@ -10,9 +10,10 @@ from benchmarks.flops import conv_flops
 from benchmarks.timing import measure
 
 
-def figure(value, noise=0.0, unit=""):
-    """One figure; ``value`` None means not measurable here (e.g. no C++ compiler)."""
-    return {"value": None if value is None else float(value), "noise": float(noise), "unit": unit}
+def figure(value, noise=0.0, unit="", what=""):
+    """One figure; ``value`` None means not measurable here (e.g. no C++ compiler); ``what`` says exactly
+    what was timed or counted, and is printed and written beside the value."""
+    return {"value": None if value is None else float(value), "noise": float(noise), "unit": unit, "what": what}
 
 
 def fake_batch(cfg, batch):
@@ -49,33 +50,48 @@ def train_figures(cfg, batch, repeats):
     timing = measure(lambda: step(*inputs)[0].asnumpy(), repeats=repeats, warmup=2)
     flops = conv_flops(network, (3,) + tuple(cfg.img_shape))
     seconds = timing["median"]
-    return {"images_per_s": figure(batch / seconds, timing["noise"], "img/s"),
-            "step_s": figure(seconds, timing["noise"], "s"),
-            "gflops": figure(3 * flops * batch / seconds / 1e9, timing["noise"], "GFLOP/s"),
-            "forward_gflop_per_image": figure(flops / 1e9, 0.0, "GFLOP")}, network
+    step_what = "one training step at batch %d: forward, loss, backward, optimizer update" % batch
+    return {"images_per_s": figure(batch / seconds, timing["noise"], "img/s", step_what),
+            "step_s": figure(seconds, timing["noise"], "s", step_what),
+            "gflops": figure(3 * flops * batch / seconds / 1e9, timing["noise"], "GFLOP/s",
+                             "assumed 3 x the forward convolution FLOPs per image (forward, input gradient, "
+                             "weight gradient), divided by the step time"),
+            "forward_gflop_per_image": figure(flops / 1e9, 0.0, "GFLOP", "convolution FLOPs (2 x multiply-adds) "
+                                                                         "of one forward pass of one image")}, network
 
 
 def inference_figures(cfg, network, repeats, batches=(1, 8)):
+    """Images/s at each batch size of three nested stages: the network alone (raw box offsets and class
+    logits), the detector (the network, box decoding and the sigmoid, in one graph: SsdDetector), and end
+    to end (the detector, then score threshold, per-class NMS and top ``max_boxes`` for each image on the
+    host)."""
     import mindspore as ms
 
     from src.inference.detector import SsdDetector
     from src.inference.postprocess import detect
 
+    network.set_train(False)
     detector = SsdDetector(network, cfg)
     out = {}
     for batch in batches:
         shape = (batch, 3) + tuple(cfg.img_shape)
         image = ms.Tensor(np.random.default_rng(1).standard_normal(shape).astype(np.float32))
-        alone = measure(lambda: detector(image)[1].asnumpy(), repeats=repeats, warmup=2)
 
         def end_to_end():
             boxes, scores = detector(image)
             boxes, scores = boxes.asnumpy(), scores.asnumpy()
             for i in range(batch):
                 detect(boxes[i], scores[i], cfg.min_score, cfg.nms_threshold, cfg.max_boxes)
-        full = measure(end_to_end, repeats=repeats, warmup=1)
-        out["network_b%d_images_per_s" % batch] = figure(batch / alone["median"], alone["noise"], "img/s")
-        out["end_to_end_b%d_images_per_s" % batch] = figure(batch / full["median"], full["noise"], "img/s")
+        stages = [("network", lambda: [o.asnumpy() for o in network(image)],
+                   "the network alone (box offsets and class logits, no decoding)"),
+                  ("detector", lambda: [o.asnumpy() for o in detector(image)],
+                   "the network + box decoding + sigmoid (SsdDetector, one graph)"),
+                  ("end_to_end", end_to_end,
+                   "the detector + score threshold, per-class NMS and top max_boxes per image (numpy)")]
+        for name, run, what in stages:
+            timing = measure(run, repeats=repeats, warmup=2)
+            out["%s_b%d_images_per_s" % (name, batch)] = figure(batch / timing["median"], timing["noise"], "img/s",
+                                                                "%s, batch %d" % (what, batch))
     return out
 
 
@@ -101,14 +117,19 @@ def deploy_figures(cfg, repeats):
         for file_format in ("MINDIR", "ONNX"):
             start = time.perf_counter()
             paths[file_format] = export_detector(detector, cfg, os.path.join(tmp, "ssd"), file_format)
-            out["export_%s_s" % file_format.lower()] = figure(time.perf_counter() - start, 0.0, "s")
+            out["export_%s_s" % file_format.lower()] = figure(time.perf_counter() - start, 0.0, "s",
+                                                              "one export, compilation included")
         graph, tensor = load_mindir(paths["MINDIR"]), ms.Tensor(image)
         mindspore_run = measure(lambda: [t.asnumpy() for t in graph(tensor)], repeats=repeats, warmup=2)
         session = OnnxDetector(paths["ONNX"])
         onnx_run = measure(lambda: session(image), repeats=max(repeats, 3), warmup=2)
-    out["mindspore_mindir_b1_ms"] = figure(1000 * mindspore_run["median"], mindspore_run["noise"], "ms")
-    out["onnxruntime_b1_ms"] = figure(1000 * onnx_run["median"], onnx_run["noise"], "ms")
-    out["onnxruntime_speedup"] = figure(mindspore_run["median"] / onnx_run["median"], 0.0, "x")
+    what = "the exported detector (network + decoding + sigmoid, plain formulation), batch 1, no NMS: "
+    out["mindspore_mindir_b1_ms"] = figure(1000 * mindspore_run["median"], mindspore_run["noise"], "ms",
+                                           what + "MindSpore from the MINDIR (nn.GraphCell)")
+    out["onnxruntime_b1_ms"] = figure(1000 * onnx_run["median"], onnx_run["noise"], "ms",
+                                      what + "onnxruntime from the ONNX file (CPU)")
+    out["onnxruntime_speedup"] = figure(mindspore_run["median"] / onnx_run["median"], 0.0, "x",
+                                        "mindspore_mindir_b1_ms / onnxruntime_b1_ms")
     return out
 
 
@@ -120,7 +141,9 @@ def model_figures(cfg, batch, mode, repeats, infer_batches=(1, 8), train=True):
     result = {"input": "%dx%d" % tuple(cfg.img_shape), "batch": batch, "mode": mode}
     if train:
         result["train"], network = train_figures(cfg, batch, repeats)
-        result["peak_rss_after_train_gib"] = figure(peak_rss_gib(), 0.0, "GiB")
+        result["peak_rss_after_train_gib"] = figure(peak_rss_gib(), 0.0, "GiB",
+                                                    "high-water mark of the benchmark process's resident memory "
+                                                    "after this model's training figures (includes what ran before)")
     else:
         network = build_ssd(cfg)
     result["inference"] = inference_figures(cfg, network, repeats, infer_batches)
@@ -136,24 +159,54 @@ def data_figures(cfg, tmp, repeats, smoke=False):
     """Pipeline images/s on a generated shapes set, anchor encoding, post-processing, COCO evaluation."""
     from benchmarks.postprocess import benchmark_postprocess
     from src.data.convert import ensure_mindrecord
-    from src.data.pipeline import create_ssd_dataset
     from src.data.shapes import generate_shapes
 
     count = 16 if smoke else 64
     generate_shapes(os.path.join(tmp, "shapes"), num_train=count, num_val=count // 4, seed=0)
     local = cfg.replace(coco_root=os.path.join(tmp, "shapes"), mindrecord_dir=os.path.join(tmp, "mr"))
     files = ensure_mindrecord(local, True)["files"]
-
-    def one_epoch():
-        for _ in create_ssd_dataset(local, files, True, 8).create_tuple_iterator(num_epochs=1, output_numpy=True):
-            pass
-    pipeline = measure(one_epoch, repeats=repeats, warmup=1)
     encode = encode_run(cfg, repeats=max(3, repeats), number=20 if smoke else 200)
     post = [benchmark_postprocess(repeats=5 if smoke else 50) for _ in range(max(1, repeats))]
-    return {"pipeline_images_per_s": figure(count / pipeline["median"], pipeline["noise"], "img/s"),
+    return {**pipeline_figures(local, files, count, repeats),
             **encode_figures(encode),
-            "postprocess_ms_per_image": figure(np.median(post), (max(post) - min(post)) / np.median(post), "ms"),
+            "nms_ms_per_image": figure(np.median(post), (max(post) - min(post)) / np.median(post), "ms",
+                                       "score threshold, per-class NMS and top max_boxes of one image's decoded "
+                                       "boxes and scores (1917 boxes x 81 classes; decoding and the sigmoid run "
+                                       "in the network's graph and are not included)"),
             "coco_eval_s": coco_eval_figure(local, tmp, repeats)}
+
+
+def pipeline_figures(cfg, files, count, repeats, batch=8):
+    """The training pipeline (read, decode, augment, resize, match and encode, batch) over ``count``
+    images. The trainer makes a fresh dataset, and so fresh workers, for every epoch (its shuffle and
+    augmentation depend on the epoch); so does each timed epoch here. Two figures: the whole epoch, worker
+    start included, and the images/s after its first batch arrived (the pipeline once running)."""
+    from src.data.pipeline import create_ssd_dataset
+
+    epochs, steady = [], []
+    for run in range(repeats + 1):
+        start = time.perf_counter()
+        first = None
+        for _ in create_ssd_dataset(cfg, files, True, batch).create_tuple_iterator(num_epochs=1, output_numpy=True):
+            first = first or time.perf_counter()
+        end = time.perf_counter()
+        if run:  # the first run is the warm-up
+            epochs.append(count / (end - start))
+            steady.append((count - batch) / (end - first))
+    workers = max(1, min(int(cfg.num_parallel_workers), os.cpu_count() or 1))
+    what = "the training pipeline (read, decode, augment, resize, match + encode, batch %d; %d workers) over %d " \
+           "shapes images" % (batch, workers, count)
+    return {"pipeline_epoch_images_per_s": figure(np.median(epochs), spread(epochs), "img/s",
+                                                  what + ", one epoch from a fresh dataset as the trainer runs "
+                                                         "it (worker start included)"),
+            "pipeline_steady_images_per_s": figure(np.median(steady), spread(steady), "img/s",
+                                                   what + ", from the first batch to the last (worker start "
+                                                          "excluded)")}
+
+
+def spread(values):
+    """(max - min) / median of a list of figures."""
+    return float((max(values) - min(values)) / np.median(values))
 
 
 def encode_figures(encode):
@@ -163,9 +216,13 @@ def encode_figures(encode):
     for key, row in encode.items():
         anchors = key.split()[0]
         compiled = row.get("compiled_us")
-        out["encode_%s_anchors_us" % anchors] = figure(compiled, row.get("compiled_noise", 0.0), "us")
-        out["encode_%s_numpy_us" % anchors] = figure(row["vectorised_us"], row["vectorised_noise"], "us")
-        out["encode_%s_per_box_loop_us" % anchors] = figure(row["per_box_loop_us"], row["per_box_loop_noise"], "us")
+        what = "matching + encoding one image's 5 boxes against %s anchors: " % anchors
+        out["encode_%s_anchors_us" % anchors] = figure(compiled, row.get("compiled_noise", 0.0), "us",
+                                                       what + "the compiled matcher the pipeline runs")
+        out["encode_%s_numpy_us" % anchors] = figure(row["vectorised_us"], row["vectorised_noise"], "us",
+                                                     what + "the numpy matcher")
+        out["encode_%s_per_box_loop_us" % anchors] = figure(row["per_box_loop_us"], row["per_box_loop_noise"], "us",
+                                                            what + "a per-box Python loop (the model zoo's way)")
     return out
 
 
@@ -182,5 +239,7 @@ def coco_eval_figure(cfg, tmp, repeats):
     rng = np.random.default_rng(0)
     detections = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": float(rng.random()),
                    "bbox": [v + float(rng.normal()) for v in a["bbox"]]} for a in gt["annotations"]]
-    timing = measure(lambda: evaluate_detections(gt_json, detections, os.path.join(tmp, "eval")), repeats, warmup=0)
-    return figure(timing["median"], timing["noise"], "s")
+    timing = measure(lambda: evaluate_detections(gt_json, detections, os.path.join(tmp, "eval")), repeats, warmup=1)
+    return figure(timing["median"], timing["noise"], "s",
+                  "pycocotools' evaluation (load, evaluate, accumulate, summarise) of %d images with %d "
+                  "detections, after one warm-up run" % (len(gt["images"]), len(detections)))
