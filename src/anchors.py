@@ -11,11 +11,15 @@ Two schemes, both as the MindSpore model zoo builds them so its checkpoints keep
   ``anchor_scale * step`` pixels, ``scales_per_octave`` scales and ``grid_aspect_ratios`` ratios.
 
 Boxes are float32 ``[cy, cx, h, w]`` normalised to [0, 1], in the order the heads emit them:
-feature map, then row, then column, then box.
+feature map, then row, then column, then box. A map is ``feature_size[k]`` cells on a side, or h x w
+cells when that entry is an [h, w] pair; its centres are ``steps[k]`` pixels apart, or [step_y, step_x]
+(see :mod:`src.feature_maps`, which derives the layout from ``img_shape`` when a config leaves it empty).
 """
 import functools
 
 import numpy as np
+
+from src.feature_maps import isotropic_step, map_hw, step_yx
 
 
 def ssd_cell_sizes(cfg):
@@ -40,13 +44,15 @@ def ssd_cell_sizes(cfg):
 
 
 def grid_cell_sizes(cfg):
-    """(h, w) of every box of one cell, per feature map, for the FPN grid anchor scheme."""
+    """(h, w) of every box of one cell, per feature map, for the FPN grid anchor scheme. The base size is
+    square in pixels, as TensorFlow's grid anchor generator makes it: for a [step_y, step_x] step, from their
+    geometric mean."""
     octave = 2.0 ** (np.arange(cfg.scales_per_octave) / cfg.scales_per_octave)
     ratios = np.sqrt(np.asarray(cfg.grid_aspect_ratios, dtype=np.float64))
     scale_grid, ratio_grid = np.meshgrid(octave, ratios)
     sizes = []
     for step in cfg.steps:
-        base = cfg.anchor_scale * step
+        base = cfg.anchor_scale * isotropic_step(step)
         h = (scale_grid / ratio_grid * base).ravel() / cfg.img_shape[0]
         w = (scale_grid * ratio_grid * base).ravel() / cfg.img_shape[1]
         sizes.append(np.stack([h, w], axis=1))
@@ -54,23 +60,26 @@ def grid_cell_sizes(cfg):
 
 
 def layout_boxes(feature_sizes, centres_per_map, cell_sizes):
-    """Combine per-map cell centres and per-cell box sizes into one [N, 4] cy, cx, h, w array."""
+    """Combine per-map cell centres and per-cell box sizes into one [N, 4] cy, cx, h, w array (map, row,
+    column, box; a map has ``len(cy)`` rows and ``len(cx)`` columns)."""
     out = []
     for size, (cy, cx), cell in zip(feature_sizes, centres_per_map, cell_sizes):
+        rows, cols = map_hw(size)
         yy, xx = np.meshgrid(cy, cx, indexing="ij")
         centres = np.stack([yy.ravel(), xx.ravel()], axis=1)
         boxes = np.concatenate([np.repeat(centres, len(cell), axis=0),
-                                np.tile(cell, (size * size, 1))], axis=1)
+                                np.tile(cell, (rows * cols, 1))], axis=1)
         out.append(boxes)
     return np.concatenate(out, axis=0).astype(np.float32)
 
 
 def cell_centres(cfg):
-    """Normalised centres (cy, cx) of the cells of each feature map."""
+    """Normalised centres (cy, cx) of the cells of each feature map (h rows, w columns)."""
     centres = []
     for size, step in zip(cfg.feature_size, cfg.steps):
-        index = np.arange(size, dtype=np.float64) + 0.5
-        centres.append((index * step / cfg.img_shape[0], index * step / cfg.img_shape[1]))
+        (rows, cols), (step_y, step_x) = map_hw(size), step_yx(step)
+        row, col = np.arange(rows, dtype=np.float64) + 0.5, np.arange(cols, dtype=np.float64) + 0.5
+        centres.append((row * step_y / cfg.img_shape[0], col * step_x / cfg.img_shape[1]))
     return centres
 
 

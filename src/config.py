@@ -14,6 +14,7 @@ import sys
 import yaml
 
 from src.config_checks import check_values
+from src.feature_maps import derive_layout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(ROOT, "default_config.yaml")
@@ -207,6 +208,10 @@ def load_config(argv=None, description: str = "SSD for MindSpore", defaults_path
     problem = check_values(values)
     if problem:
         raise ConfigError(problem)
+    try:
+        values = derive_layout(values)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     values["config_path"] = os.path.abspath(config_path) if config_path else defaults_path
     return Config(values)
 

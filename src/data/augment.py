@@ -124,6 +124,18 @@ def random_flip(image, boxes, rng, prob=0.5):
     return cv2.flip(image, 1), np.stack([boxes[:, 0], 1 - boxes[:, 3], boxes[:, 2], 1 - boxes[:, 1]], axis=1)
 
 
+def random_overhead_symmetry(image, boxes, rng):
+    """One of the 8 symmetries of the square at random, as flips top-bottom and a transposition on top of
+    :func:`random_flip`'s left-right one: for images taken from above (aerial, microscopy), which have no
+    up direction, every one of them is as real as the original."""
+    boxes = as_boxes(boxes)
+    if rng.random() < 0.5:
+        image, boxes = cv2.flip(image, 0), np.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1)
+    if rng.random() < 0.5:
+        image, boxes = np.ascontiguousarray(np.swapaxes(image, 0, 1)), boxes[:, [1, 0, 3, 2]]
+    return image, boxes
+
+
 def hue_matrix(degrees):
     """3x3 colour matrix rotating colours about the grey axis by ``degrees`` (a hue shift)."""
     theta = np.deg2rad(degrees)
@@ -181,8 +193,10 @@ def to_chw(image_bgr):
     return normalize_chw(image_bgr[..., ::-1])
 
 
-def train_transform(image_bgr, boxes, labels, rng, img_shape, use_expand=False, max_expand_ratio=2.0):
-    """Training sample: (expand), SSD crop, flip, resize, colour jitter, normalise.
+def train_transform(image_bgr, boxes, labels, rng, img_shape, use_expand=False, max_expand_ratio=2.0,
+                    overhead=False):
+    """Training sample: (expand), SSD crop, flip (all 8 symmetries when ``overhead``), resize, colour
+    jitter, normalise.
 
     Jitter runs after the resize: the result is the same kind of distortion, at the cost of the
     (usually smaller) network input rather than the crop. Returns (CHW float32 [3, H, W], boxes
@@ -193,6 +207,8 @@ def train_transform(image_bgr, boxes, labels, rng, img_shape, use_expand=False, 
         image_bgr, boxes = expand(image_bgr, boxes, rng, max_expand_ratio)
     image, boxes, labels = random_crop(image_bgr, boxes, labels, rng)
     image, boxes = random_flip(image, boxes, rng)
+    if overhead:
+        image, boxes = random_overhead_symmetry(image, boxes, rng)
     image, boxes = resize(image, boxes, img_shape)
     image = color_jitter(image, rng)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])

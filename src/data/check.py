@@ -44,6 +44,14 @@ class SplitReport:
     stops: int = 0
     skipped: int = 0
     dropped: int = 0
+    target_boxes: list = field(default_factory=list)
+    target_areas: list = field(default_factory=list)
+
+    def targets(self):
+        """The split's training targets: normalised ``(x0, y0, x1, y1)`` [N, 4] and areas in pixels [N]
+        (what :func:`src.anchor_fit.anchor_coverage` takes)."""
+        return (np.concatenate([np.zeros((0, 4))] + self.target_boxes),
+                np.concatenate([np.zeros(0)] + self.target_areas))
 
     def stop(self, message):
         """Record a problem the conversion stops on."""
@@ -123,6 +131,8 @@ def add_sample(report, sample, size, reason, cfg, class_index):
     add_drops(report, sample, selection, height, width)
     boxes = selection.boxes[selection.target]
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    report.target_boxes.append(boxes / np.array([width, height, width, height], np.float64))
+    report.target_areas.append(areas)
     report.sizes.update(size_bin(area) for area in areas)
     report.per_class.update(cfg.classes[label] for label in selection.labels[selection.target])
     if not selection.target.any():

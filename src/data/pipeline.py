@@ -48,12 +48,14 @@ class TrainSample:
         self.use_expand = bool(cfg.use_expand)
         self.max_expand_ratio = float(cfg.max_expand_ratio)
         self.augment = bool(cfg.augment)
+        self.overhead = bool(cfg.get("overhead", False))
         self.seed = int(cfg.seed)
 
     def transform(self, image, boxes, labels, rng):
         if not self.augment:
             return resize_only_transform(image, boxes, labels, self.img_shape)
-        return train_transform(image, boxes, labels, rng, self.img_shape, self.use_expand, self.max_expand_ratio)
+        return train_transform(image, boxes, labels, rng, self.img_shape, self.use_expand, self.max_expand_ratio,
+                               self.overhead)
 
     def __call__(self, img_id, image, annotation):
         boxes, labels = split_annotation(annotation)

@@ -127,13 +127,3 @@ class SsdVgg16(nn.Cell):
     def explain_missing(missing):
         """Why a checkpoint lacking conv4_3_norm.scale cannot be loaded ('' when that is not the case)."""
         return VGG_ZOO_CHECKPOINT if any(name.endswith("conv4_3_norm.scale") for name in missing) else ""
-
-
-def vgg_map_sides(side):
-    """Map sides of SsdVgg16 for an input side: three "same" 2x2 pools, pool4, b8 and b9 (stride 2,
-    padding 1), b10 and b11 (3x3 unpadded)."""
-    conv4_3 = -(-side // 8)
-    fc7 = -(-conv4_3 // 2)
-    b8 = (fc7 - 1) // 2 + 1
-    b9 = (b8 - 1) // 2 + 1
-    return [conv4_3, fc7, b8, b9, b9 - 2, b9 - 4]

@@ -21,8 +21,16 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, initializer
 
-from src.native.kernels import (BN_EPS, BN_MOMENTUM, batch_norm_apply_op, batch_norm_op, batch_norm_settings,
-                                depthwise_op, im2col_op)
+from src.feature_maps import map_hw
+from src.native.kernels import (
+    BN_EPS,
+    BN_MOMENTUM,
+    batch_norm_apply_op,
+    batch_norm_op,
+    batch_norm_settings,
+    depthwise_op,
+    im2col_op,
+)
 
 NEG_INF = -3.0e38
 
@@ -280,26 +288,27 @@ def legacy_bilinear_weights(in_size, out_size):
 
 
 class Upsample(nn.Cell):
-    """Bilinear resize of square maps from ``in_size`` to ``out_size`` (MindSpore's ResizeBilinear with
-    its defaults, i.e. TensorFlow's legacy mode, as the model zoo's FPN uses), as gathers of precomputed
-    rows; NCHW or NHWC."""
+    """Bilinear resize of maps from ``in_size`` to ``out_size`` (each a side, or [h, w] for non-square
+    maps; MindSpore's ResizeBilinear with its defaults, i.e. TensorFlow's legacy mode, as the model zoo's
+    FPN uses), as gathers of precomputed rows, then columns; NCHW or NHWC."""
 
     def __init__(self, in_size, out_size, channels_last=False):
         super().__init__()
-        low, high, frac = legacy_bilinear_weights(in_size, out_size)
-        self.low, self.high = Tensor(low), Tensor(high)
         self.axes = (1, 2) if channels_last else (2, 3)
-        self.fractions = []
-        for axis in self.axes:
+        lows, highs, fractions = [], [], []
+        for axis, size_in, size_out in zip(self.axes, map_hw(in_size), map_hw(out_size)):
+            low, high, frac = legacy_bilinear_weights(size_in, size_out)
             shape = [1, 1, 1, 1]
-            shape[axis] = out_size
-            self.fractions.append(Tensor(frac.reshape(shape)))
-        self.fractions = tuple(self.fractions)
+            shape[axis] = size_out
+            lows.append(Tensor(low))
+            highs.append(Tensor(high))
+            fractions.append(Tensor(frac.reshape(shape)))
+        self.lows, self.highs, self.fractions = tuple(lows), tuple(highs), tuple(fractions)
 
     def construct(self, x):
-        for axis, frac in zip(self.axes, self.fractions):
-            first = ops.gather(x, self.low, axis)
-            x = first + (ops.gather(x, self.high, axis) - first) * frac
+        for axis, low, high, frac in zip(self.axes, self.lows, self.highs, self.fractions):
+            first = ops.gather(x, low, axis)
+            x = first + (ops.gather(x, high, axis) - first) * frac
         return x
 
 

@@ -69,7 +69,8 @@ def vgg_extras(layers):
 
 
 class FpnTopDown(nn.Cell):
-    """(C3, C4, C5) -> (P3, P4, P5), each ``channels`` wide; ``sizes`` are the sides of C3, C4, C5."""
+    """(C3, C4, C5) -> (P3, P4, P5), each ``channels`` wide; ``sizes`` are the ``feature_size`` entries of
+    C3, C4, C5 (a side, or [h, w] for a non-square map: each upsampling resizes both axes to the finer map)."""
 
     def __init__(self, in_channels, channels, sizes, layers):
         super().__init__()

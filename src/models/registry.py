@@ -9,6 +9,7 @@ formulation :func:`build_ssd` chooses once for the whole network, the fast CPU o
 import mindspore as ms
 from mindspore import nn
 
+from src.feature_maps import UNPINNED_HINT, as_entry, count_boxes, feature_sizes, halving_sizes, map_hw
 from src.models.layers import make_layers
 from src.native.kernels import kernel_library
 
@@ -33,27 +34,34 @@ def use_fast_conv(cfg):
     return bool(wanted) and not cfg.get("use_float16", False) and kernel_library() is not None
 
 
-def halving_sizes(side, first_stride, count):
-    """Sides of ``count`` maps starting at ``first_stride`` when each stride-2 "same" layer rounds up."""
-    sizes, stride = [], 1
-    while stride < first_stride:
-        side, stride = -(-side // 2), stride * 2
-    for _ in range(count):
-        sizes.append(side)
-        side = -(-side // 2)
-    return sizes
-
-
-def check_feature_sizes(cfg, first_stride, map_sides=None):
-    """The anchors follow ``feature_size``: it must match what the network makes of ``img_shape``
-    (``map_sides(side)`` for networks whose maps do not simply halve from ``first_stride`` on)."""
+def network_feature_sizes(cfg, first_stride=None, map_sides=None):
+    """``feature_size`` entries the network makes of ``img_shape`` (per axis): by default the rule of
+    ``cfg.model_name`` in :mod:`src.feature_maps`; a network registered elsewhere may give its
+    ``first_stride`` (maps halving from there) or ``map_sides(side)``."""
     count = len(cfg.feature_size)
-    for side in cfg.img_shape:
-        got = map_sides(side) if map_sides else halving_sizes(side, first_stride, count)
-        if got != list(cfg.feature_size):
-            raise ValueError("feature_size %s does not match img_shape %s: %s gives maps %s"
-                             % (list(cfg.feature_size), list(cfg.img_shape), cfg.model_name, got))
-    boxes = sum(s * s * d for s, d in zip(cfg.feature_size, cfg.num_default))
+    if first_stride is None and map_sides is None:
+        return feature_sizes(cfg.model_name, cfg.img_shape, count)
+    rows, cols = ([int(v) for v in map_sides(side)] if map_sides else halving_sizes(int(side), first_stride, count)
+                  for side in cfg.img_shape)
+    return [as_entry(h, w) for h, w in zip(rows, cols)]
+
+
+def check_feature_sizes(cfg, first_stride=None, map_sides=None):
+    """The anchors follow ``feature_size``: each map, per axis ([h, w] entries for non-square maps), must
+    be what the network makes of ``img_shape`` (:func:`network_feature_sizes`), and ``num_ssd_boxes``
+    the sum of h * w * ``num_default``."""
+    if not cfg.feature_size or not cfg.steps or not cfg.num_ssd_boxes:
+        raise ValueError("feature_size, steps and num_ssd_boxes must be set: load_config derives them when they are "
+                         "empty, Config.replace does not (use src.feature_maps.derive_layout on its values)")
+    try:
+        got = network_feature_sizes(cfg, first_stride, map_sides)
+    except ValueError as err:
+        raise ValueError("feature_size %s does not match img_shape %s: %s"
+                         % (list(cfg.feature_size), list(cfg.img_shape), err)) from None
+    if [map_hw(entry) for entry in got] != [map_hw(entry) for entry in cfg.feature_size]:
+        raise ValueError("feature_size %s does not match img_shape %s: %s gives maps %s (%s)"
+                         % (list(cfg.feature_size), list(cfg.img_shape), cfg.model_name, got, UNPINNED_HINT))
+    boxes = count_boxes(cfg.feature_size, cfg.num_default)
     if boxes != cfg.num_ssd_boxes:
         raise ValueError("num_ssd_boxes is %d but feature_size and num_default give %d" % (cfg.num_ssd_boxes, boxes))
 

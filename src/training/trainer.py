@@ -38,6 +38,7 @@ from src.training.batch_norm_stats import recompute_batch_norm_statistics
 from src.training.log import TrainingLog, log_path, read_rows
 from src.training.loss import SsdWithLoss
 from src.training.lr_schedule import learning_rates_from_config
+from src.training.recipe import derive_schedule, fitted_anchors
 from src.training.train_step import TrainStep, make_optimizer, make_scaler
 
 PREFIX = "ssd"
@@ -84,11 +85,13 @@ class Trainer:
     def __init__(self, cfg, rank=0, group_size=1):
         self.cfg, self.rank, self.group_size = cfg, rank, group_size
         self.files = prepare_split(cfg, True)["files"]
+        cfg = fitted_anchors(cfg, announce=rank == 0)
         self.steps_per_epoch = create_ssd_dataset(cfg, self.files, True, cfg.batch_size, rank, group_size,
                                                   num_workers=1).get_dataset_size()
         if self.steps_per_epoch == 0:
             raise UserError("the training set has fewer images than batch_size=%d (times %d devices)"
                              % (cfg.batch_size, group_size))
+        self.cfg = cfg = self.derived_settings(cfg)
         self.network = build_ssd(cfg)
         load_backbone_weights(self.network, cfg)
         if cfg.pre_trained:
@@ -106,6 +109,14 @@ class Trainer:
         self.start_epoch = self.restore()
         self.log = TrainingLog(log_path(cfg) if rank == 0 else None, self.start_epoch, self.steps_per_epoch,
                                self.learning_rates)
+
+    def derived_settings(self, cfg):
+        """``cfg`` with the epochs, warm-up and learning rate the run derives from its data
+        (src/training/recipe.py), each change printed once (rank 0)."""
+        cfg, lines = derive_schedule(cfg, self.steps_per_epoch, self.group_size)
+        for line in lines if self.rank == 0 else []:
+            print(line, flush=True)
+        return cfg
 
     def restore(self):
         """Epoch to start after: the newest readable checkpoint when resuming (one that cannot be read, e.g.

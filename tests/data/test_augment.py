@@ -113,6 +113,26 @@ def test_expand_keeps_boxes_on_their_pixels():
     assert 0 < grown < 10
 
 
+def test_overhead_symmetries_keep_boxes_on_their_pixels():
+    """Every one of the symmetries drawn (flip top-bottom, transpose, both) moves the box with its pixels,
+    on a non-square image with a marked corner; over 40 seeds all four combinations occur."""
+    image = np.zeros((50, 80, 3), np.uint8)
+    image[10:30, 20:60] = 255
+    image[10:12, 20:22] = 128  # marks the top-left corner, so a wrong symmetry cannot pass
+    boxes = np.array([[0.2, 0.25, 0.6, 0.75]], np.float32)
+    shapes = set()
+    for seed in range(40):
+        out_image, out = augment.random_overhead_symmetry(image, boxes, np.random.default_rng(seed))
+        h, w = out_image.shape[:2]
+        top, left, bottom, right = (out[0] * [h, w, h, w]).round().astype(int)
+        mark_row, mark_col = np.argwhere(out_image[..., 0] == 128).mean(0)
+        shapes.add((h, w, int(mark_row < (top + bottom) / 2), int(mark_col < (left + right) / 2)))
+        inside = out_image[top:bottom, left:right]
+        assert inside.min() >= 128 and (inside == 128).sum() == 12 and out_image.sum() == image.sum()
+    # (size, mark in the top half, mark in the left half): identity, flip, transpose, flip then transpose
+    assert shapes == {(50, 80, 1, 1), (50, 80, 0, 1), (80, 50, 1, 1), (80, 50, 1, 0)}
+
+
 def test_color_jitter_keeps_shape_and_varies():
     image, _, _ = image_and_boxes()
     outs = [augment.color_jitter(image, np.random.default_rng(s)) for s in range(8)]

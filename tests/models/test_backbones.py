@@ -16,12 +16,11 @@ from src.anchors import default_boxes_yxhw
 from src.checkpoint import load_checkpoint_into, load_network_checkpoint
 from src.config import load_config
 from src.errors import UserError
+from src.feature_maps import count_boxes, feature_sizes
 from src.inference.detector import SsdDetector
 from src.models import build_ssd
-from src.models.detectors import vgg_map_sides
 from src.models.layers import Conv, FastBatchNorm, L2Norm, MaxPool, Upsample
 from src.models.pretrained import find_backbone, freeze_scope, load_backbone_checkpoint, load_backbone_weights
-from src.models.registry import halving_sizes
 from src.native.kernels import kernel_library
 from tests.helpers import FIXTURES, ROOT
 from tests.models.test_models import assert_same, image, linear_regime_values, random_values, read_tsv
@@ -44,9 +43,8 @@ def small_cfg(model, **keys):
     """The model at a small input, with feature_size and num_ssd_boxes to match."""
     cfg = model_cfg(model, **keys)
     side = SMALL[model]
-    first_stride = cfg.steps[0]
-    sizes = vgg_map_sides(side) if model == "ssd_vgg16" else halving_sizes(side, first_stride, len(cfg.feature_size))
-    boxes = sum(s * s * d for s, d in zip(sizes, cfg.num_default))
+    sizes = feature_sizes(model, [side, side], len(cfg.feature_size))
+    boxes = count_boxes(sizes, cfg.num_default)
     return cfg.replace(img_shape=[side, side], feature_size=sizes, num_ssd_boxes=boxes)
 
 
@@ -323,7 +321,7 @@ def test_freeze_layer_backbone_freezes_the_imagenet_part(model, scope):
 def test_mindspore_hub_create_network(pynative):
     from mindspore_hub_conf import create_network
 
-    sizes = halving_sizes(64, 16, 6)
+    sizes = feature_sizes("ssd_mobilenet_v1", [64, 64], 6)
     net = create_network("ssd_mobilenet_v1", is_training=False, num_classes=5, img_shape=[64, 64],
                          feature_size=sizes, num_ssd_boxes=96)
     loc, scores = net(image((1, 3, 64, 64)))

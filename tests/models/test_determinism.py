@@ -126,12 +126,11 @@ RUNS = {"ssd_ghostnet": ("config/ssd_ghostnet.yaml", 96, 2, 8), "ssd_vgg16": ("c
 def small_config(model, fast):
     """The model's config at RUNS' input side, with maps and boxes to match, in the fast or plain formulation."""
     from src.config import load_config
-    from src.models.detectors import vgg_map_sides
-    from src.models.registry import halving_sizes
+    from src.feature_maps import count_boxes, feature_sizes
     path, side, _, _ = RUNS[model]
     probe = load_config(["--config_path=%s" % os.path.join(ROOT, path)])
-    sizes = vgg_map_sides(side) if model == "ssd_vgg16" else halving_sizes(side, 16, len(probe.feature_size))
-    boxes = sum(s * s * n for s, n in zip(sizes, probe.num_default))
+    sizes = feature_sizes(model, [side, side], len(probe.feature_size))
+    boxes = count_boxes(sizes, probe.num_default)
     return load_config(["--config_path=%s" % os.path.join(ROOT, path), "--img_shape=[%d,%d]" % (side, side),
                         "--feature_size=%s" % json.dumps(sizes).replace(" ", ""), "--num_ssd_boxes=%d" % boxes,
                         "--fast_conv=%s" % fast])

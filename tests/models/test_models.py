@@ -9,11 +9,12 @@ from mindspore import nn, ops
 
 from src.checkpoint import load_checkpoint_into
 from src.config import Config
+from src.feature_maps import feature_sizes
 from src.inference.detector import SsdDetector
 from src.models import build_ssd
 from src.models.heads import flatten_predictions, head_layer
 from src.models.layers import Conv, FastBatchNorm, InvertedResidual, make_layers
-from src.models.registry import halving_sizes, use_fast_conv
+from src.models.registry import use_fast_conv
 from src.native.kernels import kernel_library
 from tests.helpers import FIXTURES
 
@@ -36,7 +37,7 @@ def with_keys(cfg, **values):
 
 def small_cfg(cfg, fast=True):
     """A 64x64 input: maps 4, 2, 1, 1, 1, 1 and 96 boxes, for quick whole-network tests."""
-    return with_keys(cfg, img_shape=[64, 64], feature_size=halving_sizes(64, 16, 6), num_ssd_boxes=96,
+    return with_keys(cfg, img_shape=[64, 64], feature_size=feature_sizes(cfg.model_name, [64, 64], 6), num_ssd_boxes=96,
                      fast_conv=fast)
 
 
