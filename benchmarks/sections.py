@@ -9,6 +9,8 @@ from benchmarks.encode import run as encode_run
 from benchmarks.flops import conv_flops
 from benchmarks.timing import measure
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def figure(value, noise=0.0, unit="", what=""):
     """One figure; ``value`` None means not measurable here (e.g. no C++ compiler); ``what`` says exactly
@@ -168,6 +170,7 @@ def data_figures(cfg, tmp, repeats, smoke=False):
     encode = encode_run(cfg, repeats=max(3, repeats), number=20 if smoke else 200)
     post = [benchmark_postprocess(repeats=5 if smoke else 50) for _ in range(max(1, repeats))]
     return {**pipeline_figures(local, files, count, repeats),
+            **tree_pipeline_figures(tmp, repeats),
             **encode_figures(encode),
             "nms_ms_per_image": figure(np.median(post), (max(post) - min(post)) / np.median(post), "ms",
                                        "score threshold, per-class NMS and top max_boxes of one image's decoded "
@@ -176,7 +179,30 @@ def data_figures(cfg, tmp, repeats, smoke=False):
             "coco_eval_s": coco_eval_figure(local, tmp, repeats)}
 
 
-def pipeline_figures(cfg, files, count, repeats, batch=8):
+def tree_pipeline_figures(tmp, repeats):
+    """The same pipeline figures on real photographs: the tree set's 64 training tiles (src/data/trees.py)
+    through config/custom.yaml's pipeline (384x384, fitted-size layout, augmentation with the overhead
+    symmetries). Figures of None, with the reason, when the deepforest data files are not installed."""
+    from src.config import load_config
+    from src.data.convert import ensure_mindrecord
+    from src.data.trees import build_trees
+    from src.errors import UserError
+
+    try:
+        root = build_trees(os.path.join(tmp, "trees"))
+    except UserError as err:
+        missing = figure(None, 0.0, "img/s", "not measured: %s" % err)
+        return {"pipeline_trees_epoch_images_per_s": missing, "pipeline_trees_steady_images_per_s": missing}
+    cfg = load_config(["--config_path=%s" % os.path.join(ROOT, "config", "custom.yaml"),
+                       "--voc_root=%s" % os.path.join(tmp, "trees"), "--classes=[background,tree]", "--num_classes=2",
+                       "--mindrecord_dir=%s" % os.path.join(tmp, "mr_trees"), "--overhead=True"])
+    files = ensure_mindrecord(cfg, True)["files"]
+    count = root["splits"]["train"]["images"]
+    figures = pipeline_figures(cfg, files, count, repeats, images="real aerial tree tiles (320x320 JPEG) at 384x384")
+    return {key.replace("pipeline_", "pipeline_trees_"): value for key, value in figures.items()}
+
+
+def pipeline_figures(cfg, files, count, repeats, batch=8, images="shapes images"):
     """The training pipeline (read, decode, augment, resize, match and encode, batch) over ``count``
     images. The trainer makes a fresh dataset, and so fresh workers, for every epoch (its shuffle and
     augmentation depend on the epoch); so does each timed epoch here. Two figures: the whole epoch, worker
@@ -195,7 +221,7 @@ def pipeline_figures(cfg, files, count, repeats, batch=8):
             steady.append((count - batch) / (end - first))
     workers = max(1, min(int(cfg.num_parallel_workers), os.cpu_count() or 1))
     what = "the training pipeline (read, decode, augment, resize, match + encode, batch %d; %d workers) over %d " \
-           "shapes images" % (batch, workers, count)
+           "%s" % (batch, workers, count, images)
     return {"pipeline_epoch_images_per_s": figure(np.median(epochs), spread(epochs), "img/s",
                                                   what + ", one epoch from a fresh dataset as the trainer runs "
                                                          "it (worker start included)"),

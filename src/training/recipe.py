@@ -12,6 +12,10 @@ off (0) in the model zoo's configs, whose epochs and learning rates are used as 
 import math
 import os
 
+from src.anchor_fit import fit_anchors, fit_lines, flags_text, training_boxes
+from src.config import DEFAULT_CONFIG
+from src.data.prepare import uses_builtin_shapes
+
 
 def epochs_for_budget(step_budget, steps_per_epoch):
     """Whole epochs that give at least ``step_budget`` optimizer steps (at least one)."""
@@ -49,9 +53,6 @@ def recipe_notice(cfg):
     """One line when default_config.yaml, the built-in shapes set's recipe, is about to train other data:
     its settings (160x160, no augmentation, 5 epochs of batch 32 at lr 0.4) were chosen for 8000 drawn
     images and would quietly give a user's 60 photographs ten updates. '' otherwise."""
-    from src.config import DEFAULT_CONFIG
-    from src.data.prepare import uses_builtin_shapes
-
     if os.path.abspath(cfg.config_path) != os.path.abspath(DEFAULT_CONFIG) or uses_builtin_shapes(cfg):
         return ""
     return ("note: default_config.yaml is the recipe of the built-in shapes set (%dx%d input, augment %s, %d epochs "
@@ -68,8 +69,6 @@ def fitted_anchors(cfg, announce=True):
     those flags to ``<output_path>/fitted_anchors.txt``."""
     if not cfg.get("fit_anchors", False):
         return cfg
-    from src.anchor_fit import fit_anchors, fit_lines, flags_text, training_boxes
-
     fit = fit_anchors(cfg, *training_boxes(cfg))
     fitted = cfg.replace(**fit["changes"])
     if announce:
