@@ -31,12 +31,8 @@ def main(argv=None):
 def train(cfg):
     from src.device import init_distributed, setup_device
     from src.inference.evaluation import print_evaluation
-    from src.training.recipe import recipe_notice
     from src.training.trainer import Trainer, TrainingStopped
 
-    notice = recipe_notice(cfg)
-    if notice:
-        print(notice, file=sys.stderr, flush=True)
     setup_device(cfg)
     rank, group_size = init_distributed() if cfg.run_distribute else (0, 1)
     trainer = Trainer(cfg, rank, group_size)

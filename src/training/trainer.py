@@ -38,7 +38,7 @@ from src.training.batch_norm_stats import recompute_batch_norm_statistics
 from src.training.log import TrainingLog, log_path, read_rows
 from src.training.loss import SsdWithLoss
 from src.training.lr_schedule import learning_rates_from_config
-from src.training.recipe import derive_schedule, fitted_anchors
+from src.training.recipe import derive_schedule, fitted_anchors, recipe_notice
 from src.training.train_step import TrainStep, make_optimizer, make_scaler
 
 PREFIX = "ssd"
@@ -85,6 +85,8 @@ class Trainer:
     def __init__(self, cfg, rank=0, group_size=1):
         self.cfg, self.rank, self.group_size = cfg, rank, group_size
         self.files = prepare_split(cfg, True)["files"]
+        if rank == 0 and recipe_notice(cfg):
+            print(recipe_notice(cfg), file=sys.stderr, flush=True)
         cfg = fitted_anchors(cfg, announce=rank == 0)
         self.steps_per_epoch = create_ssd_dataset(cfg, self.files, True, cfg.batch_size, rank, group_size,
                                                   num_workers=1).get_dataset_size()
