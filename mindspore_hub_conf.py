@@ -9,7 +9,8 @@ returns (loc, class scores after the sigmoid), in inference mode.
 """
 import os
 
-from src.config import load_config
+from src.config import Config, load_config
+from src.feature_maps import derive_layout
 from src.inference.detector import SsdDetector
 from src.models import build_ssd
 
@@ -17,10 +18,12 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def network_config(name, **overrides):
-    """The Config of model ``name`` (config/<name>.yaml when there is one) with ``overrides`` applied."""
+    """The Config of model ``name`` (config/<name>.yaml when there is one) with ``overrides`` applied; an
+    unpinned layout among them (``feature_size=[]``, ``steps=[]``, ``num_ssd_boxes=0``) is derived from
+    ``img_shape`` as on the command line."""
     path = os.path.join(ROOT, "config", "%s.yaml" % name)
     cfg = load_config(["--config_path=%s" % path] if os.path.isfile(path) else [])
-    return cfg.replace(model_name=name, **overrides)
+    return Config(derive_layout(cfg.replace(model_name=name, **overrides).to_dict()))
 
 
 def create_network(name, *args, is_training=True, **kwargs):

@@ -329,6 +329,9 @@ def test_mindspore_hub_create_network(pynative):
     assert 0.0 <= scores.asnumpy().min() and scores.asnumpy().max() <= 1.0
     assert all(name.startswith("network.") for name, _ in net.parameters_and_names())
     assert create_network("ssd_ghostnet").training
+    derived = create_network("ssd300", is_training=False, img_shape=[64, 96], feature_size=[], steps=[],
+                             num_ssd_boxes=0)
+    assert derived(image((1, 3, 64, 96)))[0].shape == (1, 138, 4)  # ssd300's maps at 64x96, derived
 
 
 # ---- the building blocks: fast (NHWC) vs plain (NCHW), values and gradients --------------------
