@@ -1,6 +1,7 @@
 """COCO evaluation of any runtime: run ``predict`` over an evaluation split, post-process, score with
 pycocotools. eval.py, eval_onnx.py and the trainer's evaluations all go through
 :func:`evaluate_predictor`, so every runtime is scored by the same code."""
+import json
 import sys
 
 from tqdm import tqdm
@@ -9,6 +10,7 @@ from src.inference.coco_eval import category_mapping, evaluate_detections, forma
 from src.inference.detector import SsdDetector
 from src.inference.postprocess import detections_for_batch
 from src.inference.runtimes import mindspore_predictor
+from src.inference.voc_metrics import evaluate_voc
 
 
 def run_predictor(predict, dataset, cfg, label_to_category: dict, progress: bool = True) -> list:
@@ -30,7 +32,19 @@ def evaluate_predictor(predict, cfg, dataset, gt_json: str, output_dir: str, pro
     pycocotools summary text)."""
     label_to_category = category_mapping(gt_json, cfg.classes)
     detections = run_predictor(predict, dataset, cfg, label_to_category, progress)
-    return evaluate_detections(gt_json, detections, output_dir)
+    return with_chosen_metric(cfg, gt_json, detections, evaluate_detections(gt_json, detections, output_dir))
+
+
+def with_chosen_metric(cfg, gt_json: str, detections, coco_result: tuple, image_ids=None) -> tuple:
+    """``coco_result`` (mAP, stats, summary) as it is for ``metric: coco``; for ``voc07``/``voc12`` the
+    mAP becomes the VOC one and its per-class table follows pycocotools' summary."""
+    metric = cfg.get("metric", "coco")
+    if metric == "coco":
+        return coco_result
+    with open(gt_json, encoding="utf-8") as stream:
+        gt = json.load(stream)
+    mean_ap, _, lines = evaluate_voc(gt, detections, metric, image_ids)
+    return mean_ap, coco_result[1], coco_result[2].rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
 
 
 def evaluate_network(network, cfg, dataset, gt_json: str, output_dir: str, progress: bool = True) -> tuple:

@@ -91,3 +91,38 @@ def class_ap(metric, det_images, det_boxes, det_scores, gt_images, gt_boxes, gt_
         return None
     recall, precision = precision_recall(tp, fp, positives)
     return (ap_voc07 if metric == "voc07" else ap_voc12)(recall, precision)
+
+
+def corners(xywh):
+    """COCO [x, y, w, h] boxes as corners (x0, y0, x1, y1)."""
+    boxes = np.asarray(xywh, np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+
+
+def evaluate_voc(gt, detections, metric, image_ids=None):
+    """VOC mAP of COCO detection dicts against a COCO ground-truth dict ``gt`` (crowd = ``iscrowd``, which
+    is how the converter writes VOC's difficult objects: ignored), over ``image_ids`` (default: all).
+    Returns (mean AP over the classes with ground truth, [(class name, AP or None, objects, detections)],
+    printable lines)."""
+    images = {img["id"] for img in gt["images"]} if image_ids is None else set(image_ids)
+    annotations = [a for a in gt.get("annotations", []) if a["image_id"] in images]
+    detections = [d for d in detections if d["image_id"] in images]
+    rows = []
+    for category in gt.get("categories", []):
+        gts = [a for a in annotations if a["category_id"] == category["id"]]
+        dets = [d for d in detections if d["category_id"] == category["id"]]
+        value = class_ap(metric, [d["image_id"] for d in dets], corners([d["bbox"] for d in dets]),
+                         [d["score"] for d in dets], [a["image_id"] for a in gts], corners([a["bbox"] for a in gts]),
+                         [bool(a.get("iscrowd", 0)) for a in gts])
+        objects = sum(1 for a in gts if not a.get("iscrowd", 0))
+        if value is not None or dets:
+            rows.append((category["name"], value, objects, len(dets)))
+    scored = [value for _, value, _, _ in rows if value is not None]
+    mean = float(np.mean(scored)) if scored else 0.0
+    title = {"voc07": "VOC2007 11-point AP", "voc12": "VOC2010+ area AP"}[metric]
+    lines = ["%s at IoU 0.5 (difficult objects ignored), %d image(s):" % (title, len(images)),
+             "  %-20s %8s %8s %11s" % ("class", "AP", "objects", "detections")]
+    lines += ["  %-20s %8s %8d %11d" % (name[:20], "-" if value is None else "%.4f" % value, objects, count)
+              + ("  (no ground truth)" if value is None else "") for name, value, objects, count in rows]
+    lines.append("  mean over %d class(es) with ground truth: %.4f" % (len(scored), mean))
+    return mean, rows, lines

@@ -3,7 +3,7 @@ devkit's definition, worked out in each test."""
 import numpy as np
 import pytest
 
-from src.inference.voc_metrics import ap_voc07, ap_voc12, class_ap, true_false_positives
+from src.inference.voc_metrics import ap_voc07, ap_voc12, class_ap, evaluate_voc, true_false_positives
 
 BOX = [0, 0, 10, 10]
 NEAR = [0, 0, 10, 9]     # IoU 0.9 with BOX
@@ -137,3 +137,54 @@ def test_matches_the_devkit_loop_on_random_cases(seed):
     want_tp, want_fp = devkit_tp_fp(dets, gts)
     assert tp.tolist() == want_tp and fp.tolist() == want_fp
     assert sum(want_tp) > 5 and sum(want_fp) > 5
+
+
+def small_gt():
+    """Two images; class 1 has two objects (one difficult, written as iscrowd), class 2 one, class 3 none."""
+    return {"images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+            "categories": [{"id": 1, "name": "tree"}, {"id": 2, "name": "car"}, {"id": 3, "name": "dog"}],
+            "annotations": [annotation(1, 1, 1, [0, 0, 10, 10], 0), annotation(2, 2, 1, [0, 0, 10, 10], 1),
+                            annotation(3, 2, 2, [20, 20, 10, 10], 0)]}
+
+
+def annotation(ann_id, image_id, category_id, bbox, crowd):
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "bbox": bbox,
+            "area": bbox[2] * bbox[3], "iscrowd": crowd}
+
+
+def test_evaluate_voc_over_coco_dicts():
+    """tree: the normal object found, the difficult one ignored -> 1. car: a FP ranked above the hit -> 0.5.
+    dog: no ground truth but a detection -> listed, not in the mean. Mean (1 + 0.5) / 2."""
+    detections = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+                  {"image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.95},
+                  {"image_id": 1, "category_id": 2, "bbox": [20, 20, 10, 10], "score": 0.9},
+                  {"image_id": 2, "category_id": 2, "bbox": [20, 20, 10, 10], "score": 0.8},
+                  {"image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "score": 0.5}]
+    mean, rows, lines = evaluate_voc(small_gt(), detections, "voc12")
+    assert rows == [("tree", 1.0, 1, 2), ("car", 0.5, 1, 2), ("dog", None, 0, 1)]
+    assert mean == pytest.approx(0.75) and lines[-1] == "  mean over 2 class(es) with ground truth: 0.7500"
+    assert "no ground truth" in lines[-2]
+    mean, rows, _ = evaluate_voc(small_gt(), detections, "voc12", image_ids=[2])
+    assert rows == [("tree", None, 0, 1), ("car", 1.0, 1, 1)] and mean == 1.0
+
+
+@pytest.mark.parametrize("metric", ["coco", "voc07", "voc12"])
+def test_the_chosen_metric_is_the_mAP_line(tmp_path, metric):
+    """eval.py, eval_onnx.py, postprocess.py and training print mAP: for --metric; COCO's summary stays."""
+    import json
+
+    from src.config import load_config
+    from src.inference.coco_eval import evaluate_detections
+    from src.inference.evaluation import with_chosen_metric
+
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(small_gt()))
+    detections = [{"image_id": 2, "category_id": 2, "bbox": [20, 20, 10, 10], "score": 0.8},
+                  {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}]
+    coco = evaluate_detections(str(path), detections, str(tmp_path))
+    mean, stats, summary = with_chosen_metric(load_config(["--metric=%s" % metric]), str(path), detections, coco)
+    assert stats == coco[1] and summary.startswith(coco[2].rstrip("\n"))
+    if metric == "coco":
+        assert (mean, summary) == (coco[0], coco[2])
+    else:
+        assert mean == 1.0 and "at IoU 0.5 (difficult objects ignored), 2 image(s):" in summary
