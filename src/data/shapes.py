@@ -242,10 +242,11 @@ def meta_matches(root, num_train, num_val, seed):
                                  meta.get("num_val")) == (FORMAT_VERSION, seed, num_train, num_val)
 
 
-def read_meta(root):
-    """The SHAPES.json of ``root`` as a dict, or None when there is none (or it is unreadable)."""
+def read_meta(root, name=META_FILE):
+    """The ``name`` JSON file of ``root`` (a generated set's description, SHAPES.json by default) as a dict,
+    or None when there is none (or it is unreadable)."""
     try:
-        with open(os.path.join(root, META_FILE), encoding="utf-8") as stream:
+        with open(os.path.join(root, name), encoding="utf-8") as stream:
             meta = json.load(stream)
     except (OSError, ValueError):
         return None

@@ -26,6 +26,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from src.data import shapes
 from src.errors import UserError
 
 PACKAGE = "deepforest"
@@ -158,12 +159,8 @@ def write_source(root, stem, split, tile):
 
 
 def read_meta(root):
-    try:
-        with open(os.path.join(root, META_FILE), encoding="utf-8") as stream:
-            meta = json.load(stream)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
+    """SOURCE.json of ``root`` as a dict, or None (no tree set there, or an unreadable one)."""
+    return shapes.read_meta(root, META_FILE)
 
 
 def is_current(root, tile):
