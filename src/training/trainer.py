@@ -85,8 +85,9 @@ class Trainer:
     def __init__(self, cfg, rank=0, group_size=1):
         self.cfg, self.rank, self.group_size = cfg, rank, group_size
         self.files = prepare_split(cfg, True)["files"]
-        if rank == 0 and recipe_notice(cfg):
-            print(recipe_notice(cfg), file=sys.stderr, flush=True)
+        notice = recipe_notice(cfg) if rank == 0 else ""
+        if notice:
+            print(notice, file=sys.stderr, flush=True)
         cfg = fitted_anchors(cfg, announce=rank == 0)
         self.steps_per_epoch = create_ssd_dataset(cfg, self.files, True, cfg.batch_size, rank, group_size,
                                                   num_workers=1).get_dataset_size()
