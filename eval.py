@@ -1,7 +1,9 @@
 """Evaluate an SSD checkpoint with COCO mAP: python eval.py --checkpoint_file_path=CKPT [--key=value ...]
 
-Prints pycocotools' 12-line summary, then ``mAP: <AP@[.5:.95]>``; the detections go to
-``output_path/predictions.json``. The older ``--checkpoint_path=CKPT`` spelling works too.
+Prints pycocotools' 12-line summary, a per-class table and the error counts, then ``mAP: <AP@[.5:.95]>``;
+the detections go to ``output_path/predictions.json``, the table to ``output_path/per_class.csv``, the
+confusion matrix, error breakdown and PR curves to ``output_path/eval/`` (``--plots=False``: no pictures).
+``--protocol=model_zoo`` counts as the model zoo does. The older ``--checkpoint_path=CKPT`` spelling works too.
 ``--visualize=N`` also saves N images with ground truth and predictions side by side to
 ``output_path/visualize/``. ``--infer_backend=onnxruntime`` exports the checkpoint to ONNX and runs it
 with onnxruntime (much faster on CPU; same figures within rounding).

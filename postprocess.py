@@ -30,8 +30,7 @@ def ground_truth_json(cfg):
 
 def postprocess(cfg):
     """Evaluate the output files in ``cfg.result_path``; returns the mAP."""
-    from src.inference.coco_eval import evaluate_detections
-    from src.inference.evaluation import print_evaluation, with_chosen_metric
+    from src.inference.evaluation import print_evaluation, report_evaluation
     from src.inference.raw_outputs import detections_from_files
 
     gt_json = ground_truth_json(cfg)
@@ -39,8 +38,7 @@ def postprocess(cfg):
     if missing:
         print("%d of %d ground-truth images have no output files in %s (e.g. %s): evaluating the %d that do"
               % (len(missing), len(missing) + len(image_ids), cfg.result_path, missing[0], len(image_ids)))
-    result = evaluate_detections(gt_json, detections, cfg.output_path, image_ids=image_ids)
-    mean_ap, _, summary = with_chosen_metric(cfg, gt_json, detections, result, image_ids)
+    mean_ap, _, summary = report_evaluation(cfg, gt_json, detections, cfg.output_path, image_ids=image_ids)
     print_evaluation(summary, mean_ap)
     return mean_ap
 

@@ -42,7 +42,7 @@ def train(cfg):
         print("error: %s" % err, file=sys.stderr)
         return 1
     if cfg.final_eval and rank == 0:
-        mean_ap, _, summary = trainer.evaluate(progress=True)
+        mean_ap, _, summary = trainer.evaluate(progress=True, analysis=True)
         print_evaluation(summary, mean_ap)
     return 0
 

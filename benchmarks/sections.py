@@ -176,7 +176,7 @@ def data_figures(cfg, tmp, repeats, smoke=False):
                                        "score threshold, per-class NMS and top max_boxes of one image's decoded "
                                        "boxes and scores (1917 boxes x 81 classes; decoding and the sigmoid run "
                                        "in the network's graph and are not included)"),
-            "coco_eval_s": coco_eval_figure(local, tmp, repeats)}
+            **coco_eval_figures(local, tmp, repeats)}
 
 
 def tree_pipeline_figures(tmp, repeats):
@@ -252,20 +252,47 @@ def encode_figures(encode):
     return out
 
 
-def coco_eval_figure(cfg, tmp, repeats):
-    """Seconds pycocotools takes for the evaluation split, with slightly shifted ground truth as detections."""
+def detector_like_detections(gt, rng, per_image=100):
+    """``per_image`` detections per image, as a detector at ``max_boxes: 100`` gives them: the ground truth
+    slightly shifted, then random boxes of random classes with lower scores."""
+    categories = [c["id"] for c in gt["categories"]]
+    detections = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": float(rng.random()),
+                   "bbox": [v + float(rng.normal()) for v in a["bbox"]]} for a in gt["annotations"]]
+    for image in gt["images"]:
+        count = per_image - sum(1 for d in detections if d["image_id"] == image["id"])
+        corner = rng.random((count, 2)) * [image["width"], image["height"]]
+        size = rng.random((count, 2)) * 0.3 * [image["width"], image["height"]] + 2
+        detections += [{"image_id": image["id"], "category_id": int(rng.choice(categories)),
+                        "score": float(score), "bbox": [x, y, w, h]}
+                       for (x, y), (w, h), score in zip(corner.tolist(), size.tolist(), 0.5 * rng.random(count))]
+    return detections
+
+
+def coco_eval_figures(cfg, tmp, repeats):
+    """Seconds pycocotools takes for 100 shapes validation images with 100 detections each (see
+    :func:`detector_like_detections`), and the extra seconds of the full report eval.py writes (per-class
+    table and CSV, confusion matrix, error breakdown, the three pictures)."""
     import json
 
     from src.data.convert import ensure_mindrecord
+    from src.data.shapes import generate_shapes
     from src.inference.coco_eval import evaluate_detections
+    from src.inference.evaluation import report_evaluation
 
-    gt_json = ensure_mindrecord(cfg, False)["gt_json"]
+    generate_shapes(os.path.join(tmp, "shapes_eval"), num_train=1, num_val=100, seed=1)
+    local = cfg.replace(coco_root=os.path.join(tmp, "shapes_eval"), mindrecord_dir=os.path.join(tmp, "mr_eval"),
+                        plots=True, metric="coco", protocol="standard")
+    gt_json = ensure_mindrecord(local, False)["gt_json"]
     with open(gt_json) as stream:
         gt = json.load(stream)
-    rng = np.random.default_rng(0)
-    detections = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": float(rng.random()),
-                   "bbox": [v + float(rng.normal()) for v in a["bbox"]]} for a in gt["annotations"]]
-    timing = measure(lambda: evaluate_detections(gt_json, detections, os.path.join(tmp, "eval")), repeats, warmup=1)
-    return figure(timing["median"], timing["noise"], "s",
-                  "pycocotools' evaluation (load, evaluate, accumulate, summarise) of %d images with %d "
-                  "detections, after one warm-up run" % (len(gt["images"]), len(detections)))
+    detections = detector_like_detections(gt, np.random.default_rng(0))
+    out = os.path.join(tmp, "eval")
+    plain = measure(lambda: evaluate_detections(gt_json, detections, out), repeats, warmup=1)
+    full = measure(lambda: report_evaluation(local, gt_json, detections, out, analysis=True), repeats, warmup=1)
+    what = "%d images with %d detections, after one warm-up run" % (len(gt["images"]), len(detections))
+    return {"coco_eval_s": figure(plain["median"], plain["noise"], "s",
+                                  "pycocotools' evaluation (load, evaluate, accumulate, summarise) of " + what),
+            "eval_report_extra_s": figure(full["median"] - plain["median"], full["noise"], "s",
+                                          "what eval.py adds to that evaluation (per-class table and CSV, "
+                                          "confusion matrix, error breakdown with its AP50 gains, PR curves, "
+                                          "confusion and error pictures), for " + what)}

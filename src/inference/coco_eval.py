@@ -9,6 +9,7 @@ import io
 import json
 import os
 import tempfile
+from typing import NamedTuple
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -27,12 +28,18 @@ def _json_default(value):
 def write_json_atomic(path: str, data) -> None:
     """Write ``data`` as JSON to ``path`` via a temporary file and a rename, so readers never see
     a half-written file."""
+    write_text_atomic(path, json.dumps(data, default=_json_default))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (folders created) via a temporary file in the same folder, flushed to
+    disk, then a rename."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".predictions.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, default=_json_default)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, path)
@@ -72,8 +79,19 @@ def _check_image_ids(coco_gt, detections, image_ids):
                              % (name, len(unknown), unknown[0]))
 
 
-def evaluate_detections(gt_json_path: str, detections, output_dir: str, image_ids=None) -> tuple:
-    """Evaluate COCO detection dicts: returns (mAP = AP@[.5:.95], the 12 COCO stats, summary text).
+class CocoEvaluation(NamedTuple):
+    """What one pycocotools evaluation gives: the mAP, the 12 stats, the summary text, and the evaluated
+    ``COCOeval`` (its ``eval['precision']`` / ``eval['recall']`` arrays feed the per-class table and the PR
+    curves) with its ground truth ``COCO``."""
+    mean_ap: float
+    stats: list
+    summary: str
+    cocoeval: COCOeval
+    coco_gt: COCO
+
+
+def evaluate_coco(gt_json_path: str, detections, output_dir: str, image_ids=None) -> CocoEvaluation:
+    """Evaluate COCO detection dicts with pycocotools (mAP = AP@[.5:.95]).
 
     The detections are first written to ``output_dir/predictions.json`` and pycocotools reads them
     back from there, so the figure always matches the file. ``image_ids`` restricts the evaluation
@@ -89,14 +107,20 @@ def evaluate_detections(gt_json_path: str, detections, output_dir: str, image_id
     write_json_atomic(path, detections)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(path) if len(detections) else _empty_results(coco_gt)
-    stats, summary = _run_cocoeval(coco_gt, coco_dt, image_ids)
+    coco_eval, stats, summary = _run_cocoeval(coco_gt, coco_dt, image_ids)
     if len(detections) == 0:
         summary = "no detections: every image was evaluated with an empty result set\n" + summary
-    return max(stats[0], 0.0), stats, summary
+    return CocoEvaluation(max(stats[0], 0.0), stats, summary, coco_eval, coco_gt)
+
+
+def evaluate_detections(gt_json_path: str, detections, output_dir: str, image_ids=None) -> tuple:
+    """:func:`evaluate_coco` as (mAP, the 12 COCO stats, summary text)."""
+    result = evaluate_coco(gt_json_path, detections, output_dir, image_ids)
+    return result.mean_ap, result.stats, result.summary
 
 
 def _run_cocoeval(coco_gt, coco_dt, image_ids):
-    """COCOeval(bbox) on ``image_ids``: (12 stats as floats, pycocotools' summary text)."""
+    """COCOeval(bbox) on ``image_ids``: (the evaluated COCOeval, 12 stats as floats, pycocotools' summary)."""
     coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
     coco_eval.params.imgIds = image_ids
     with contextlib.redirect_stdout(io.StringIO()):
@@ -105,7 +129,7 @@ def _run_cocoeval(coco_gt, coco_dt, image_ids):
     summary = io.StringIO()
     with contextlib.redirect_stdout(summary):
         coco_eval.summarize()
-    return [float(s) for s in coco_eval.stats], summary.getvalue()
+    return coco_eval, [float(s) for s in coco_eval.stats], summary.getvalue()
 
 
 def category_mapping(gt_json_path: str, classes) -> dict:

@@ -80,12 +80,14 @@ def batched_nms(boxes, scores, classes, iou_threshold, max_out=None):
 
 
 def detect(boxes: np.ndarray, scores: np.ndarray, min_score: float, nms_threshold: float, max_boxes: int,
-           pre_nms_top_k: int = PRE_NMS_TOP_K) -> tuple:
+           pre_nms_top_k: int = PRE_NMS_TOP_K, per_class: bool = False) -> tuple:
     """Final detections of one image: (boxes_yxyx float32 [K, 4], scores float32 [K], labels int32 [K]).
 
     Keeps (box, class) pairs with score > ``min_score`` over classes 1..C-1, the ``pre_nms_top_k``
     best of them (None or 0: all), then per-class NMS at ``nms_threshold`` and the ``max_boxes`` best.
-    Results are sorted by descending score; labels index ``cfg.classes`` (1..num_classes-1).
+    ``per_class=True`` is the model zoo's counting instead: no pre-NMS cut, and up to ``max_boxes`` per
+    class (so up to ``max_boxes`` x classes per image). Results are sorted by descending score; labels
+    index ``cfg.classes`` (1..num_classes-1).
     """
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float32)
@@ -94,11 +96,24 @@ def detect(boxes: np.ndarray, scores: np.ndarray, min_score: float, nms_threshol
     box_idx, labels = np.divmod(np.flatnonzero(scores > min_score), scores.shape[1])
     box_idx, labels = box_idx[labels > 0], labels[labels > 0].astype(np.int32)
     cand = scores[box_idx, labels]
-    if pre_nms_top_k and cand.shape[0] > pre_nms_top_k:
+    if pre_nms_top_k and not per_class and cand.shape[0] > pre_nms_top_k:
         top = np.argpartition(-cand, pre_nms_top_k - 1)[:pre_nms_top_k]
         box_idx, labels, cand = box_idx[top], labels[top], cand[top]
-    keep = batched_nms(boxes[box_idx], cand, labels, nms_threshold, max_out=max_boxes)
+    keep = batched_nms(boxes[box_idx], cand, labels, nms_threshold, max_out=None if per_class else max_boxes)
+    if per_class:
+        keep = keep[first_per_label(labels[keep], max_boxes)]
     return boxes[box_idx[keep]], cand[keep], labels[keep]
+
+
+def first_per_label(labels, limit: int) -> np.ndarray:
+    """Indices (in order) of the entries among the first ``limit`` of their label in ``labels``."""
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(labels)) - starts
+    return np.flatnonzero(rank < limit)
 
 
 def to_coco_detections(image_id: int, boxes_yxyx, scores, labels, height: int, width: int,
@@ -123,12 +138,13 @@ def to_coco_detections(image_id: int, boxes_yxyx, scores, labels, height: int, w
 
 def detections_for_batch(boxes, scores, img_ids, shapes, cfg, label_to_category: dict) -> list:
     """COCO detection dicts for one batch of decoded network outputs (numpy arrays): :func:`detect` at the
-    evaluation thresholds (``min_score``, ``nms_threshold``, ``max_boxes``), then COCO boxes in the
+    evaluation thresholds (``min_score``, ``nms_threshold``, ``max_boxes``, per class under
+    ``protocol: model_zoo``), then COCO boxes in the
     pixels of each image's original ``shapes[i] = (height, width)``."""
     out = []
     for i, img_id in enumerate(np.asarray(img_ids).reshape(-1)):
         kept_boxes, kept_scores, labels = detect(boxes[i], scores[i], cfg.min_score, cfg.nms_threshold,
-                                                 cfg.max_boxes)
+                                                 cfg.max_boxes, per_class=cfg.get("protocol") == "model_zoo")
         height, width = (int(v) for v in shapes[i])
         out.extend(to_coco_detections(int(img_id), kept_boxes, kept_scores, labels, height, width,
                                       label_to_category))

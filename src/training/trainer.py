@@ -178,11 +178,14 @@ class Trainer:
         record["epochs"][str(epoch)] = sorted(seen)
         write_json_atomic(path, record)
 
-    def evaluate(self, progress=False):
+    def evaluate(self, progress=False, analysis=False):
+        """Evaluate the network on the evaluation split: (mAP, stats, text). ``analysis`` (the final
+        evaluation) also writes output_path/eval; in-training evaluations write per_class.csv only."""
         info = prepare_split(self.cfg, False)
         dataset = create_ssd_dataset(self.cfg, info["files"], False, self.cfg.eval_batch_size)
         self.network.set_train(False)
-        result = evaluate_network(self.network, self.cfg, dataset, info["gt_json"], self.cfg.output_path, progress)
+        result = evaluate_network(self.network, self.cfg, dataset, info["gt_json"], self.cfg.output_path, progress,
+                                  analysis)
         self.network.set_train(True)
         return result
 

@@ -175,16 +175,18 @@ def test_the_chosen_metric_is_the_mAP_line(tmp_path, metric):
 
     from src.config import load_config
     from src.inference.coco_eval import evaluate_detections
-    from src.inference.evaluation import with_chosen_metric
+    from src.inference.evaluation import report_evaluation
 
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(small_gt()))
     detections = [{"image_id": 2, "category_id": 2, "bbox": [20, 20, 10, 10], "score": 0.8},
                   {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}]
     coco = evaluate_detections(str(path), detections, str(tmp_path))
-    mean, stats, summary = with_chosen_metric(load_config(["--metric=%s" % metric]), str(path), detections, coco)
+    cfg = load_config(["--metric=%s" % metric, "--classes=[background,tree,car]", "--num_classes=3"])
+    mean, stats, summary = report_evaluation(cfg, str(path), detections, str(tmp_path), analysis=False)
     assert stats == coco[1] and summary.startswith(coco[2].rstrip("\n"))
+    assert "Per class (pycocotools, area all, maxDets 100), 2 image(s):" in summary
     if metric == "coco":
-        assert (mean, summary) == (coco[0], coco[2])
+        assert mean == coco[0] and "at IoU 0.5 (difficult objects ignored)" not in summary
     else:
         assert mean == 1.0 and "at IoU 0.5 (difficult objects ignored), 2 image(s):" in summary

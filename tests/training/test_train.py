@@ -53,6 +53,36 @@ def test_train_then_eval(tiny):
     assert printed == pytest.approx(direct_map(tiny, predictions), abs=1e-12)
     older = run_script("eval.py", args_for(tiny, "plain") + ["--checkpoint_path=%s" % ckpt])
     assert older.returncode == 0 and older.stdout.splitlines()[-1] == lines[-1]
+    check_evaluation_files(tiny / "plain" / "out", printed)
+    check_model_zoo_protocol(tiny, ckpt)
+
+
+def check_evaluation_files(out, printed):
+    """per_class.csv averages to the printed mAP; eval/ holds the CSV files and the three pictures."""
+    import csv
+    with open(out / "per_class.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    scored = [float(row["AP"]) for row in rows if row["AP"]]
+    assert [row["class"] for row in rows if row["objects"] != "0"] == ["sports ball", "kite", "tv"]
+    assert scored and sum(scored) / len(scored) == pytest.approx(printed, abs=1e-6)
+    names = sorted(os.listdir(out / "eval"))
+    assert names == ["confusion_matrix.csv", "confusion_matrix.png", "errors.csv", "errors.png", "pr_curves.png"]
+    assert all(os.path.getsize(out / "eval" / name) > 100 for name in names)
+
+
+def check_model_zoo_protocol(tiny, ckpt):
+    """--protocol=model_zoo keeps max_boxes per class (here 5): more than 5 boxes in an image, and the printed
+    figure is pycocotools' on its predictions.json; --plots=False writes no pictures."""
+    done = run_script("eval.py", args_for(tiny, "zoo") + ["--checkpoint_file_path=%s" % ckpt, "--max_boxes=5",
+                                                          "--protocol=model_zoo", "--plots=False"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = float(done.stdout.splitlines()[-1].split()[1])
+    predictions = os.path.join(str(tiny / "zoo" / "out"), "predictions.json")
+    assert printed == pytest.approx(direct_map(tiny, predictions), abs=1e-12)
+    with open(predictions) as stream:
+        per_image = np.bincount([d["image_id"] for d in json.load(stream)])
+    assert per_image.max() > 5
+    assert sorted(os.listdir(tiny / "zoo" / "out" / "eval")) == ["confusion_matrix.csv", "errors.csv"]
 
 
 def direct_map(root, predictions):
