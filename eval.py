@@ -22,8 +22,10 @@ def evaluate(cfg):
     from src.device import setup_device
     from src.inference.evaluation import evaluate_predictor, print_evaluation
     from src.inference.runtimes import checkpoint_predictor
+    from src.model_settings import config_for_checkpoint
 
     path = checkpoint_to_load(cfg)
+    cfg = config_for_checkpoint(cfg, path)
     setup_device(cfg)
     predict = checkpoint_predictor(cfg, path)
     info = prepare_split(cfg, False)

@@ -2,8 +2,9 @@
 
 The evaluation split, thresholds and output are eval.py's (the same code runs): pycocotools' summary,
 then ``mAP: <AP@[.5:.95]>``, detections in ``output_path/predictions.json``. ``--device_target=GPU``
-runs on onnxruntime's CUDA provider (onnxruntime-gpu), anything else on the CPU. The config (model,
-``img_shape``, ``classes``) must be the one the file was exported with.
+runs on onnxruntime's CUDA provider (onnxruntime-gpu), anything else on the CPU. The model keys
+(``img_shape``, ``classes``, anchors) come from the ``.json`` export.py wrote beside the file; without one,
+the config must be the one the file was exported with.
 """
 import sys
 
@@ -17,8 +18,11 @@ def evaluate_onnx(cfg):
     from src.data.prepare import prepare_split
     from src.inference.evaluation import evaluate_predictor, print_evaluation
     from src.inference.runtimes import OnnxDetector, onnx_file
+    from src.model_settings import config_for_export
 
-    detector = OnnxDetector(onnx_file(cfg.file_name), cfg.device_target)
+    path = onnx_file(cfg.file_name)
+    cfg = config_for_export(cfg, path)
+    detector = OnnxDetector(path, cfg.device_target)
     detector.check_config(cfg)
     info = prepare_split(cfg, False)
     dataset = create_ssd_dataset(cfg, info["files"], False, cfg.eval_batch_size)

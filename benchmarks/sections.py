@@ -107,6 +107,7 @@ def deploy_figures(cfg, repeats):
 
     from src.inference.detector import SsdDetector
     from src.inference.export import export_detector, exportable_config
+    from src.inference.quantize import quantize_onnx
     from src.inference.runtimes import OnnxDetector, load_mindir
     from src.models import build_ssd
 
@@ -125,6 +126,9 @@ def deploy_figures(cfg, repeats):
         mindspore_run = measure(lambda: [t.asnumpy() for t in graph(tensor)], repeats=repeats, warmup=2)
         session = OnnxDetector(paths["ONNX"])
         onnx_run = measure(lambda: session(image), repeats=max(repeats, 3), warmup=2)
+        calibration = np.random.default_rng(3).standard_normal((8, 1, 3) + tuple(cfg.img_shape)).astype(np.float32)
+        int8 = OnnxDetector(quantize_onnx(paths["ONNX"], os.path.join(tmp, "ssd_int8.onnx"), list(calibration)))
+        int8_run = measure(lambda: int8(image), repeats=max(repeats, 3), warmup=2)
     what = "the exported detector (network + decoding + sigmoid, plain formulation), batch 1, no NMS: "
     out["mindspore_mindir_b1_ms"] = figure(1000 * mindspore_run["median"], mindspore_run["noise"], "ms",
                                            what + "MindSpore from the MINDIR (nn.GraphCell)")
@@ -132,6 +136,11 @@ def deploy_figures(cfg, repeats):
                                       what + "onnxruntime from the ONNX file (CPU)")
     out["onnxruntime_speedup"] = figure(mindspore_run["median"] / onnx_run["median"], 0.0, "x",
                                         "mindspore_mindir_b1_ms / onnxruntime_b1_ms")
+    out["onnxruntime_int8_b1_ms"] = figure(1000 * int8_run["median"], int8_run["noise"], "ms",
+                                           what + "onnxruntime from the INT8 file of export.py --quantize=int8 "
+                                           "(static, QDQ, U8S8; calibrated on 8 random inputs: speed only)")
+    out["int8_speedup"] = figure(onnx_run["median"] / int8_run["median"], 0.0, "x",
+                                 "onnxruntime_b1_ms / onnxruntime_int8_b1_ms, the same run")
     return out
 
 

@@ -195,10 +195,11 @@ def load_training_state(train_cell, path: str) -> None:
     ms.load_param_into_net(train_cell, saved, strict_load=False)
 
 
-def save_best(network, directory: str, mean_ap: float, epoch: int) -> str:
+def save_best(network, directory: str, mean_ap: float, epoch: int, append=None) -> str:
     """``directory/best_map.ckpt``: the network with the mAP that made it the best (float64) and its epoch,
-    as extra entries that MindSpore's ``load_param_into_net`` and the model zoo's tools skip."""
-    extra = {BEST_MAP_KEY: ms.Tensor(np.array(mean_ap, np.float64)), "best_map_epoch": int(epoch)}
+    as extra entries that MindSpore's ``load_param_into_net`` and the model zoo's tools skip (and
+    ``append``'s entries, e.g. the model settings)."""
+    extra = {BEST_MAP_KEY: ms.Tensor(np.array(mean_ap, np.float64)), "best_map_epoch": int(epoch), **(append or {})}
     return save_atomic(network, os.path.join(directory, BEST_FILE), append=extra)
 
 

@@ -28,17 +28,26 @@ class ConfigError(ValueError):
 
 
 class Config:
-    """Attribute access over a flat dict of settings (nested dicts become Configs)."""
+    """Attribute access over a flat dict of settings (nested dicts become Configs). ``given`` names the keys
+    the user set (command line or ``--config_path``), as opposed to defaults."""
 
-    def __init__(self, values):
+    def __init__(self, values, given=()):
         for key, value in values.items():
             setattr(self, key, Config(value) if isinstance(value, dict) else value)
+        self._given = frozenset(given)
+
+    def settings(self):
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def to_dict(self):
-        return {k: (v.to_dict() if isinstance(v, Config) else v) for k, v in vars(self).items()}
+        return {k: (v.to_dict() if isinstance(v, Config) else v) for k, v in self.settings().items()}
 
     def get(self, key, default=None):
         return getattr(self, key, default)
+
+    def given_keys(self) -> frozenset:
+        """The keys set on the command line or in ``--config_path`` (not by default_config.yaml)."""
+        return self._given
 
     def replace(self, **changes):
         """A copy with some keys changed (unknown keys are an error, as on the command line)."""
@@ -47,10 +56,22 @@ class Config:
             if key not in values:
                 raise ConfigError(unknown_key_message(key, values))
             values[key] = value
-        return Config(values)
+        return Config(values, self._given)
+
+    def with_settings(self, changes):
+        """:meth:`replace` followed by the checks and the layout derivation that load_config applies, for
+        settings that come from elsewhere (a checkpoint); a problem is a ConfigError."""
+        values = self.replace(**changes).to_dict()
+        problem = check_values(values)
+        if problem:
+            raise ConfigError(problem)
+        try:
+            return Config(derive_layout(values), self._given)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     def __repr__(self):
-        return "Config(%s)" % ", ".join("%s=%r" % kv for kv in sorted(vars(self).items()))
+        return "Config(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self.settings().items()))
 
 
 def read_yaml(path):
@@ -199,9 +220,13 @@ def load_config(argv=None, description: str = "SSD for MindSpore", defaults_path
     args, extra = parser.parse_known_args(rest)
     if extra:
         raise ConfigError("unexpected argument '%s' (options are written --key=value)" % extra[0])
+    given = set(file_values) if config_path else set()
     for key, text in vars(args).items():
         if text is not None and key != "config_path":
             values[key] = coerce(key, text, values[key], choices.get(key))
+            given.add(key)
+    if "checkpoint_path" not in given:
+        values["checkpoint_path"] = os.path.join(values["output_path"], "checkpoint")
     for key, allowed in choices.items():
         if key in values and values[key] not in allowed:
             raise ConfigError("%s must be one of %s, got '%s'" % (key, ", ".join(map(str, allowed)), values[key]))
@@ -213,7 +238,7 @@ def load_config(argv=None, description: str = "SSD for MindSpore", defaults_path
     except ValueError as err:
         raise ConfigError(str(err)) from None
     values["config_path"] = os.path.abspath(config_path) if config_path else defaults_path
-    return Config(values)
+    return Config(values, given)
 
 
 def quiet_framework(verbose: bool) -> None:

@@ -25,7 +25,8 @@ def local_device_id(cfg):
 
 
 def setup_device(cfg):
-    """Choose device and mode from the config; one line error for a target this build lacks."""
+    """Choose device and mode from the config; one line error for a target this build lacks. A process whose
+    runtime already runs on that target (a second detector in one Python session) keeps it."""
     target = cfg.device_target
     if target not in DEVICES:
         raise UserError("device_target must be one of %s, got '%s'" % (", ".join(DEVICES), target))
@@ -36,8 +37,9 @@ def setup_device(cfg):
         else:
             ms.set_context(device_target=target, device_id=device_id)
     except (RuntimeError, ValueError) as err:
-        raise UserError("device_target=%s is not usable with MindSpore %s here (%s); use --device_target=CPU"
-                         % (target, ms.__version__, str(err).splitlines()[0])) from None
+        if ms.get_context("device_target") != target:
+            raise UserError("device_target=%s is not usable with MindSpore %s here (%s); use --device_target=CPU"
+                            % (target, ms.__version__, str(err).splitlines()[0])) from None
     set_mode(cfg.mode)
     ms.set_seed(int(cfg.seed))
 

@@ -49,7 +49,7 @@ def test_help_lists_every_key(capsys):
         load_config(["-h"])
     out = capsys.readouterr().out
     cfg = load_config([])
-    for key in vars(cfg):
+    for key in cfg.settings():
         if key != "config_path":
             assert "--" + key in out
     assert "Focal loss focusing parameter" in out

@@ -2,7 +2,8 @@
 
 ``SsdDetector`` keeps the SSD network under the attribute ``network``, so its parameter names are the
 model zoo's eval names (``network.backbone...``). With ``decode`` (the default) it adds box decoding
-(SSD paper, section 2.2, equation 2 inverted) and the sigmoid, so one graph gives ``boxes [B, N, 4]``
+(SSD paper, section 2.2, equation 2 inverted), clipped to the image as the model zoo's graph does (about
+half of SSD300's default boxes reach outside it), and the sigmoid, so one graph gives ``boxes [B, N, 4]``
 as (ymin, xmin, ymax, xmax) in [0, 1] and ``scores [B, N, num_classes]``; without it, the raw box
 offsets and the sigmoid scores (the model zoo's hub network). NMS stays outside the graph
 (:mod:`src.inference.postprocess`), as in the model zoo.
@@ -32,6 +33,7 @@ class SsdDetector(nn.Cell):
             self.anchor_size = ms.Tensor(anchors[None, :, 2:].copy(), ms.float32)
             self.centre_var = float(cfg.prior_scaling[0])
             self.size_var = float(cfg.prior_scaling[1])
+            self.zero, self.one = ms.Tensor(0.0, ms.float32), ms.Tensor(1.0, ms.float32)
         self.set_train(False)
 
     def construct(self, image):
@@ -42,7 +44,8 @@ class SsdDetector(nn.Cell):
             return loc, scores
         centre = loc[:, :, :2] * self.centre_var * self.anchor_size + self.anchor_centre
         half = ops.exp(loc[:, :, 2:] * self.size_var) * self.anchor_size / 2
-        return ops.concat((centre - half, centre + half), -1), scores
+        boxes = ops.concat((centre - half, centre + half), -1)
+        return ops.maximum(ops.minimum(boxes, self.one), self.zero), scores
 
 
 def detector_from_checkpoint(cfg, checkpoint_path: str) -> SsdDetector:

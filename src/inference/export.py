@@ -5,7 +5,9 @@ The graph takes ``image`` float32 ``[B, 3, H, W]`` (normalised as :func:`src.dat
 makes it) and gives ``boxes`` float32 ``[B, N, 4]`` (ymin, xmin, ymax, xmax in [0, 1]) and ``scores``
 float32 ``[B, N, num_classes]`` (sigmoid; column 0 is the background). The network is always built
 in its plain formulation (``fast_conv=False``): the fast CPU one runs custom C++ kernels that no
-exported format can hold. Both have the same parameters, so any checkpoint exports.
+exported format can hold. Both have the same parameters, so any checkpoint exports. Beside the file,
+``<file_name>.json`` describes it (:func:`src.model_settings.export_description`): model settings, input and
+outputs, post-processing thresholds; eval_onnx.py and postprocess.py read it.
 """
 import os
 
@@ -14,7 +16,10 @@ import numpy as np
 
 from src.device import export_onnx
 from src.errors import UserError
+from src.inference.coco_eval import write_json_atomic
 from src.inference.detector import detector_from_checkpoint
+from src.inference.quantize import calibration_images, quantize_onnx
+from src.model_settings import description_path, export_description
 
 SUFFIXES = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 INPUT_NAMES = ["image"]
@@ -54,19 +59,21 @@ def example_input(cfg, batch_size):
 
 
 def export_detector(detector, cfg, file_name, file_format, batch_size=1):
-    """Write ``detector`` in ``file_format`` for a fixed batch size; returns the path written."""
+    """Write ``detector`` in ``file_format`` for a fixed batch size, and its description beside it; returns
+    the path written."""
     check_format(cfg, file_format)
     path = os.path.abspath(exported_path(file_name, file_format))
+    inputs = example_input(cfg, batch_size)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if os.path.exists(path):
         os.remove(path)
-    inputs = example_input(cfg, batch_size)
     if file_format == "ONNX":
         export_onnx(detector, inputs, path, INPUT_NAMES, OUTPUT_NAMES)
     else:
         ms.export(detector, inputs, file_name=path, file_format=file_format)
     if not os.path.isfile(path):
         raise UserError("MindSpore reported no error but wrote no %s file at %s" % (file_format, path))
+    write_json_atomic(description_path(path), export_description(cfg, path, file_format, batch_size))
     return path
 
 
@@ -74,3 +81,14 @@ def export_checkpoint(cfg, checkpoint_path, file_name, file_format, batch_size=1
     """Export a checkpoint's detector; the format is checked before anything is built."""
     check_format(cfg, file_format)
     return export_detector(build_detector(cfg, checkpoint_path), cfg, file_name, file_format, batch_size)
+
+
+def quantize_export(cfg, onnx_path, batch_size=1):
+    """``<file_name>_int8.onnx`` (and its description) beside the float32 ONNX file ``onnx_path``, calibrated on
+    ``cfg.calibration_images`` training images; returns its path."""
+    int8_path = onnx_path[:-len(".onnx")] + "_int8.onnx"
+    written = quantize_onnx(onnx_path, int8_path, calibration_images(cfg, int(cfg.calibration_images)))
+    description = export_description(cfg, written, "ONNX", batch_size)
+    description["quantization"] = "int8: static, QDQ, uint8 activations, int8 per-channel weights (7-bit)"
+    write_json_atomic(description_path(written), description)
+    return written

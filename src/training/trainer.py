@@ -32,6 +32,7 @@ from src.data.prepare import prepare_split
 from src.errors import UserError
 from src.inference.coco_eval import write_json_atomic
 from src.inference.evaluation import evaluate_network
+from src.model_settings import settings_entry
 from src.models import build_ssd
 from src.models.pretrained import freeze_scope, load_backbone_weights
 from src.training.batch_norm_stats import recompute_batch_norm_statistics
@@ -139,7 +140,8 @@ class Trainer:
         return epoch
 
     def save(self, epoch):
-        path = save_atomic(self.step, checkpoint_file(self.ckpt_dir, PREFIX, epoch, self.steps_per_epoch))
+        path = save_atomic(self.step, checkpoint_file(self.ckpt_dir, PREFIX, epoch, self.steps_per_epoch),
+                           append=settings_entry(self.cfg))
         prune(self.ckpt_dir, PREFIX, self.cfg.keep_checkpoint_max)
         return path
 
@@ -203,7 +205,7 @@ class Trainer:
         self.log.evaluation(epoch, mean_ap)
         if cfg.save_best_ckpt and mean_ap > self.best_map:
             self.best_map = mean_ap
-            save_best(self.network, self.ckpt_dir, mean_ap, epoch)
+            save_best(self.network, self.ckpt_dir, mean_ap, epoch, settings_entry(cfg))
 
     def refresh_batch_norm(self, epoch):
         """BatchNorm statistics for the current weights (src/training/batch_norm_stats.py), from the first

@@ -120,10 +120,46 @@ def test_onnx_from_export_py_matches_the_network(onnx_path, images, reference, s
     detector = OnnxDetector(onnx_path)
     detector.check_config(small_cfg)
     assert detector.batch == 1 and detector.num_classes == 81
-    boxes, scores = detector(images)
-    assert boxes.shape == (3, 540, 4) and scores.shape == (3, 540, 81)
-    assert np.abs(boxes - reference[0]).max() < 1e-4
-    assert np.abs(scores - reference[1]).max() < 1e-4
+    for count in (1, 3, 8):
+        batch = np.resize(images, (count,) + images.shape[1:])
+        boxes, scores = detector(batch)
+        assert boxes.shape == (count, 540, 4) and scores.shape == (count, 540, 81)
+        assert np.abs(boxes - np.resize(reference[0], boxes.shape)).max() < 1e-4
+        assert np.abs(scores - np.resize(reference[1], scores.shape)).max() < 1e-4
+
+
+def test_boxes_are_clipped_to_the_image_in_every_graph(mindir, onnx_path, images, reference):
+    """SsdDetector, the MINDIR and the ONNX file give boxes inside [0, 1]; some reach the border, so the clip
+    is what keeps them there (about half of the default boxes extend outside the image)."""
+    import mindspore as ms
+    from mindspore import nn
+
+    from src.inference.runtimes import OnnxDetector
+
+    exported = [nn.GraphCell(ms.load(mindir))(ms.Tensor(images[:1]))[0].asnumpy(), OnnxDetector(onnx_path)(images)[0]]
+    for boxes in [reference[0]] + exported:
+        assert boxes.min() >= 0.0 and boxes.max() <= 1.0
+    assert np.any(reference[0] == 0.0) and np.any(reference[0] == 1.0)
+
+
+def test_every_export_is_described_beside_it(onnx_path, small_cfg):
+    """ssd.json beside ssd.onnx: the model settings, input, outputs and thresholds; eval_onnx.py takes the
+    model keys from it, and a disagreeing one is refused naming both values."""
+    from src.config import load_config
+    from src.errors import UserError
+    from src.model_settings import config_for_export
+
+    with open(onnx_path[:-len(".onnx")] + ".json", encoding="utf-8") as stream:
+        described = json.load(stream)
+    assert (described["file"], described["format"], described["batch_size"]) == ("ssd.onnx", "ONNX", 1)
+    assert described["input"]["shape"] == [1, 3, 160, 160]
+    assert described["model"]["img_shape"] == [160, 160] and described["model"]["num_ssd_boxes"] == 540
+    assert [o["name"] for o in described["outputs"]] == ["boxes", "scores"]
+    assert described["outputs"][1]["shape"] == [1, 540, 81] and described["postprocess"]["max_boxes"] == 100
+    cfg = config_for_export(load_config([]), onnx_path)
+    assert cfg.img_shape == [160, 160] and list(cfg.feature_size) == [10, 5, 3, 2, 1, 1]
+    with pytest.raises(UserError, match=r"img_shape=\[160, 160\], but the configuration gives \[300, 300\]"):
+        config_for_export(load_config(["--img_shape=[300,300]"]), onnx_path)
 
 
 def test_onnxruntime_backend_of_a_checkpoint(small_cfg, work, images, reference):
@@ -263,3 +299,22 @@ def test_postprocess_without_outputs_is_one_line(tiny, work):
     os.makedirs(str(work / "empty"), exist_ok=True)
     done = run_python(["postprocess.py", "--result_path=%s" % (work / "empty")] + tiny)
     assert_one_line_error(done, "no output files in %s" % (work / "empty"), "000001_0.bin")
+
+
+def test_export_py_quantizes_to_int8_and_eval_onnx_scores_it(tiny, work):
+    """export.py --quantize=int8 writes <file_name>_int8.onnx with its description; eval_onnx.py runs it with
+    no model keys (they come from the description); --quantize with another format is one line."""
+    done = run_python(["export.py", "--checkpoint_file_path=%s" % (work / "untrained.ckpt"), "--file_format=ONNX",
+                       "--file_name=%s" % (work / "q8" / "ssd"), "--quantize=int8", "--calibration_images=3"] + tiny)
+    assert done.returncode == 0, done.stderr[-2000:]
+    int8 = str(work / "q8" / "ssd_int8.onnx")
+    assert "exported %s (INT8 ONNX, calibrated on 3 training image(s))" % int8 in done.stdout
+    with open(int8[:-len(".onnx")] + ".json", encoding="utf-8") as stream:
+        assert json.load(stream)["quantization"].startswith("int8")
+    data = [arg for arg in tiny if not arg.startswith(tuple("--%s=" % key for key in SMALL))]
+    scored = run_python(["eval_onnx.py", "--file_name=%s" % int8, "--output_path=%s" % (work / "q8" / "out")] + data)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert scored.stdout.splitlines()[-1].startswith("mAP: ")
+    refused = run_python(["export.py", "--checkpoint_file_path=%s" % (work / "untrained.ckpt"), "--quantize=int8",
+                          "--file_format=MINDIR"] + tiny)
+    assert_one_line_error(refused, "--quantize=int8 needs --file_format=ONNX, got MINDIR")

@@ -1,7 +1,7 @@
 """End-to-end: the README's own-data command (config/custom.yaml) on real photographs, the tree set made by
 tools.make_trees, at a small size (marked slow): the recipe derives its layout, fits its default boxes,
-derives its schedule and learning rate, trains, evaluates, and eval.py given the saved flags gives the
-same mAP."""
+derives its schedule and learning rate, trains, evaluates, and eval.py given the saved flags, or none (the
+checkpoint holds the fitted anchors), gives the same mAP."""
 import os
 import subprocess
 import sys
@@ -39,3 +39,6 @@ def test_custom_recipe_on_the_tree_set(tmp_path):
     evaluated = run("eval.py", common + flags + ["--checkpoint_file_path=%s" % checkpoint])
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert [line for line in evaluated.stdout.splitlines() if line.startswith("mAP: ")] == printed
+    alone = run("eval.py", common + ["--checkpoint_file_path=%s" % checkpoint])
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert [line for line in alone.stdout.splitlines() if line.startswith("mAP: ")] == printed

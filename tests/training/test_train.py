@@ -85,6 +85,30 @@ def check_model_zoo_protocol(tiny, ckpt):
     assert sorted(os.listdir(tiny / "zoo" / "out" / "eval")) == ["confusion_matrix.csv", "errors.csv"]
 
 
+def test_a_trained_checkpoint_evaluates_with_no_config(tiny):
+    """A checkpoint written by training holds its model settings: eval.py given only the checkpoint (and the
+    data) gives exactly the detections of eval.py given the training's model keys; a disagreeing key is one
+    error naming it and both values."""
+    layout = ["--img_shape=[96,96]", "--feature_size=[]", "--steps=[]", "--num_ssd_boxes=0", "--min_scale=0.15"]
+    done = run_script("train.py", args_for(tiny, "described", epoch_size=1) + layout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ckpt = "--checkpoint_file_path=%s" % (tiny / "described" / "ckpt" / "ssd-1_2.ckpt")
+    alone = run_script("eval.py", args_for(tiny, "alone") + [ckpt])
+    configured = run_script("eval.py", args_for(tiny, "configured") + layout + [ckpt])
+    assert alone.returncode == 0 and configured.returncode == 0, alone.stderr[-2000:] + configured.stderr[-2000:]
+    assert alone.stdout.splitlines()[-1] == configured.stdout.splitlines()[-1]
+    read = [(tiny / run / "out" / "predictions.json").read_text() for run in ("alone", "configured")]
+    assert read[0] == read[1] and len(json.loads(read[0])) > 0
+    refused = run_script("eval.py", args_for(tiny, "refused") + ["--img_shape=[128,128]", ckpt])
+    assert refused.returncode == 1
+    assert "trained with img_shape=[96, 96], but the configuration gives [128, 128]" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    exported = run_script("export.py", [ckpt, "--file_format=ONNX", "--file_name=%s" % (tiny / "described" / "ssd")])
+    assert exported.returncode == 0 and "input [1, 3, 96, 96]" in exported.stdout, exported.stderr[-2000:]
+    described = json.loads((tiny / "described" / "ssd.json").read_text())["model"]
+    assert described["img_shape"] == [96, 96] and described["min_scale"] == 0.15
+
+
 def direct_map(root, predictions):
     """AP@[.5:.95] computed by pycocotools directly on the predictions json."""
     from pycocotools.coco import COCO
