@@ -4,7 +4,9 @@ Reads the ``<image>_0.bin`` (boxes) and ``<image>_1.bin`` (scores) files that th
 (ascend310_infer/) or ``python -m tools.infer_mindir`` wrote, applies evaluation's post-processing
 (score threshold, per-class NMS, max_boxes) and prints pycocotools' summary and ``mAP: ...`` as
 eval.py does. The ground truth is ``--anno_json``, or else the evaluation split of the configured
-dataset; the images of the ground truth that have output files are evaluated. Image sizes come from
+dataset; the images of the ground truth that have output files are evaluated. The model keys (classes,
+image size) come from the description export.py wrote beside ``--file_name`` (``ssd.json`` for the
+default ``ssd``), when there is one. Image sizes come from
 the ground truth, else from the image files in ``--img_path``.
 """
 import os
@@ -32,7 +34,9 @@ def postprocess(cfg):
     """Evaluate the output files in ``cfg.result_path``; returns the mAP."""
     from src.inference.evaluation import print_evaluation, report_evaluation
     from src.inference.raw_outputs import detections_from_files
+    from src.model_settings import config_for_export
 
+    cfg = config_for_export(cfg, cfg.file_name)
     gt_json = ground_truth_json(cfg)
     detections, image_ids, missing = detections_from_files(cfg, cfg.result_path, gt_json, cfg.img_path)
     if missing:

@@ -11,8 +11,8 @@
 # MINDIR_PATH: export.py --file_format=MINDIR output (batch 1). DATA_PATH: folder of the evaluation
 # images. DVPP: CPU (default; pre-processing on the host) or DVPP (JPEG decode and resize on the
 # Ascend device, normalisation by ascend310_infer/aipp.cfg). DEVICE_TYPE: Ascend (default), CPU or GPU.
-# DEVICE_ID: default 0. Further --key=value arguments go to postprocess.py (the config the MINDIR was
-# exported with, the ground truth). Runs from the current folder: outputs go to result_Files/, the
+# DEVICE_ID: default 0. postprocess.py reads the model keys from the .json export.py wrote beside the
+# MINDIR; further --key=value arguments go to it (the ground truth; the config of a MINDIR without one). Runs from the current folder: outputs go to result_Files/, the
 # timing to time_Result/, logs to infer.log and acc.log.
 USAGE="[MINDIR_PATH] [DATA_PATH] [DVPP](optional) [DEVICE_TYPE](optional) [DEVICE_ID](optional) [--key=value ...]  (env: MINDSPORE_PATH or MS_LITE_HOME)"
 source "$(dirname "${BASH_SOURCE[0]}")/launch_common.sh"
@@ -43,4 +43,4 @@ echo "$SCRIPT_NAME: running $MINDIR on $DATA ($DEVICE_TYPE $DEVICE_ID, $DVPP pre
 tail -n1 infer.log
 
 set -o pipefail
-python "$ROOT/postprocess.py" --result_path=./result_Files --img_path="$DATA" "${EXTRA[@]}" 2>&1 | tee acc.log
+python "$ROOT/postprocess.py" --result_path=./result_Files --img_path="$DATA" --file_name="$MINDIR" "${EXTRA[@]}" 2>&1 | tee acc.log

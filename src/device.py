@@ -86,11 +86,15 @@ def square_conv_kernel_attrs(net):
     return changed
 
 
-def export_onnx(net, inputs, file_name, input_names=None, output_names=None):
-    """Export to ONNX through whichever entry point this MindSpore release offers (names where it takes them)."""
+def export_onnx(net, inputs, file_name, input_names=None, output_names=None, dynamic_axes=None) -> bool:
+    """Export to ONNX through whichever entry point this MindSpore release offers (names and dynamic axes
+    where it takes them). Returns whether ``dynamic_axes`` were applied (not by releases without
+    ``mindspore.onnx.export``, e.g. 2.3, whose file then has the inputs' fixed shapes)."""
     square_conv_kernel_attrs(net)
     onnx_module = getattr(ms, "onnx", None)
     if onnx_module is not None and hasattr(onnx_module, "export"):
-        onnx_module.export(net, inputs, file_name=file_name, input_names=input_names, output_names=output_names)
-    else:
-        ms.export(net, inputs, file_name=file_name, file_format="ONNX")
+        onnx_module.export(net, inputs, file_name=file_name, input_names=input_names, output_names=output_names,
+                           dynamic_axes=dynamic_axes)
+        return bool(dynamic_axes)
+    ms.export(net, inputs, file_name=file_name, file_format="ONNX")
+    return False

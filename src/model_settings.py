@@ -130,7 +130,7 @@ def export_description(cfg, exported_file: str, file_format: str, batch_size: in
     """What ``<file_name>.json`` beside an export says: the model settings, the input and output names and
     layouts, and the post-processing thresholds that evaluation used."""
     height, width = (int(v) for v in cfg.img_shape)
-    batch = int(batch_size)
+    batch = "batch" if int(batch_size) < 1 else int(batch_size)
     return {"file": os.path.basename(exported_file), "format": file_format, "batch_size": int(batch_size),
             "model": model_settings(cfg),
             "input": {"name": "image", "shape": [batch, 3, height, width],

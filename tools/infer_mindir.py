@@ -19,6 +19,7 @@ from src.errors import UserError, exit_status
 from src.inference.images import list_folder_images, read_image
 from src.inference.raw_outputs import image_stem, write_outputs
 from src.inference.runtimes import load_mindir, mindir_file
+from src.model_settings import config_for_export
 
 
 def run_graph(graph, chw, path):
@@ -34,6 +35,7 @@ def run_graph(graph, chw, path):
 def run_mindir(cfg):
     """Write the outputs of every image of ``cfg.img_path``; returns (images done, skipped, ms per image)."""
     path = mindir_file(cfg.file_name)
+    cfg = config_for_export(cfg, path)
     images = list_folder_images(cfg.img_path)
     setup_device(cfg)
     graph = load_mindir(path)

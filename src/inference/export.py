@@ -24,6 +24,7 @@ from src.model_settings import description_path, export_description
 SUFFIXES = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 INPUT_NAMES = ["image"]
 OUTPUT_NAMES = ["boxes", "scores"]
+DYNAMIC_BATCH = -1
 
 
 def exportable_config(cfg):
@@ -51,24 +52,33 @@ def build_detector(cfg, checkpoint_path):
     return detector_from_checkpoint(exportable_config(cfg), checkpoint_path)
 
 
-def example_input(cfg, batch_size):
-    """The input tensor an export traces: zeros of shape [batch_size, 3, H, W]."""
-    if int(batch_size) < 1:
-        raise UserError("--batch_size must be at least 1 for export, got %s" % batch_size)
-    return ms.Tensor(np.zeros((int(batch_size), 3) + tuple(int(v) for v in cfg.img_shape), np.float32))
+def example_input(cfg, batch_size, file_format="ONNX"):
+    """The input tensor an export traces: zeros of shape [batch_size, 3, H, W] (batch 1 for a dynamic
+    batch, ``batch_size`` -1, which only ONNX takes)."""
+    batch = int(batch_size)
+    if batch == DYNAMIC_BATCH and file_format != "ONNX":
+        raise UserError("--batch_size=-1 (a dynamic batch) is for ONNX only; %s needs a batch of at least 1"
+                        % file_format)
+    if batch < 1 and batch != DYNAMIC_BATCH:
+        raise UserError("--batch_size must be at least 1 for export (or -1 for a dynamic ONNX batch), got %s"
+                        % batch_size)
+    return ms.Tensor(np.zeros((max(batch, 1), 3) + tuple(int(v) for v in cfg.img_shape), np.float32))
 
 
 def export_detector(detector, cfg, file_name, file_format, batch_size=1):
-    """Write ``detector`` in ``file_format`` for a fixed batch size, and its description beside it; returns
-    the path written."""
+    """Write ``detector`` in ``file_format`` for ``batch_size`` (-1: a dynamic batch axis, ONNX only) and its
+    description beside it; returns the path written."""
     check_format(cfg, file_format)
     path = os.path.abspath(exported_path(file_name, file_format))
-    inputs = example_input(cfg, batch_size)
+    inputs = example_input(cfg, batch_size, file_format)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if os.path.exists(path):
         os.remove(path)
     if file_format == "ONNX":
-        export_onnx(detector, inputs, path, INPUT_NAMES, OUTPUT_NAMES)
+        axes = {INPUT_NAMES[0]: {0: "batch"}} if int(batch_size) == DYNAMIC_BATCH else None
+        if not export_onnx(detector, inputs, path, INPUT_NAMES, OUTPUT_NAMES, axes) and axes:
+            print("note: this MindSpore release cannot export a dynamic batch; %s has batch 1" % path)
+            batch_size = 1
     else:
         ms.export(detector, inputs, file_name=path, file_format=file_format)
     if not os.path.isfile(path):

@@ -38,19 +38,19 @@ def class_bias(num_classes, num_default, prior=CLASS_PRIOR):
     return ms.Tensor(bias.reshape(-1))
 
 
-def flatten_predictions(maps, batch, per_box, channels_last):
+def flatten_predictions(maps, per_box, channels_last):
     """Head outputs -> [B, N, per_box], ordered by map, then cell (row-major y, x), then box: NCHW maps
-    are made NHWC first, as the model zoo does, so the order matches its default boxes."""
+    are made NHWC first, as the model zoo does, so the order matches its default boxes. The batch axis is
+    left as -1, so an exported ONNX graph keeps a dynamic batch."""
     if not channels_last:
         maps = [ops.transpose(m, (0, 2, 3, 1)) for m in maps]
-    return ops.concat([ops.reshape(m, (batch, -1, per_box)) for m in maps], 1)
+    return ops.concat([ops.reshape(m, (-1, m.shape[1] * m.shape[2] * m.shape[3] // per_box, per_box))
+                       for m in maps], 1)
 
 
 def flatten_heads(locs, logits, num_classes, channels_last):
     """(loc [B, N, 4], class logits [B, N, num_classes]) from the heads' outputs on each map."""
-    batch = locs[0].shape[0]
-    return (flatten_predictions(locs, batch, 4, channels_last),
-            flatten_predictions(logits, batch, num_classes, channels_last))
+    return (flatten_predictions(locs, 4, channels_last), flatten_predictions(logits, num_classes, channels_last))
 
 
 def head_layer(in_channels, out_channels, bias_init, layers):

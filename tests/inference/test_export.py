@@ -97,7 +97,7 @@ def onnx_path(work):
                        "--file_name=%s" % (work / "cli" / "ssd"), "--file_format=ONNX"] + SMALL_ARGS)
     assert done.returncode == 0, done.stderr[-2000:]
     path = str(work / "cli" / "ssd.onnx")
-    assert "exported %s (ONNX, input [1, 3, 160, 160])" % path in done.stdout
+    assert "exported %s (ONNX, input [batch, 3, 160, 160])" % path in done.stdout
     return path
 
 
@@ -119,7 +119,7 @@ def test_onnx_from_export_py_matches_the_network(onnx_path, images, reference, s
 
     detector = OnnxDetector(onnx_path)
     detector.check_config(small_cfg)
-    assert detector.batch == 1 and detector.num_classes == 81
+    assert detector.batch is None and detector.num_classes == 81
     for count in (1, 3, 8):
         batch = np.resize(images, (count,) + images.shape[1:])
         boxes, scores = detector(batch)
@@ -151,11 +151,11 @@ def test_every_export_is_described_beside_it(onnx_path, small_cfg):
 
     with open(onnx_path[:-len(".onnx")] + ".json", encoding="utf-8") as stream:
         described = json.load(stream)
-    assert (described["file"], described["format"], described["batch_size"]) == ("ssd.onnx", "ONNX", 1)
-    assert described["input"]["shape"] == [1, 3, 160, 160]
+    assert (described["file"], described["format"], described["batch_size"]) == ("ssd.onnx", "ONNX", -1)
+    assert described["input"]["shape"] == ["batch", 3, 160, 160]
     assert described["model"]["img_shape"] == [160, 160] and described["model"]["num_ssd_boxes"] == 540
     assert [o["name"] for o in described["outputs"]] == ["boxes", "scores"]
-    assert described["outputs"][1]["shape"] == [1, 540, 81] and described["postprocess"]["max_boxes"] == 100
+    assert described["outputs"][1]["shape"] == ["batch", 540, 81] and described["postprocess"]["max_boxes"] == 100
     cfg = config_for_export(load_config([]), onnx_path)
     assert cfg.img_shape == [160, 160] and list(cfg.feature_size) == [10, 5, 3, 2, 1, 1]
     with pytest.raises(UserError, match=r"img_shape=\[160, 160\], but the configuration gives \[300, 300\]"):
@@ -184,6 +184,7 @@ def test_onnx_file_for_another_config_is_one_line(onnx_path, small_cfg):
 def test_export_batch_size_only_from_the_command_line(small_cfg):
     import export
     assert export.batch_size_argument(small_cfg, []) == 1
+    assert export.batch_size_argument(small_cfg.replace(file_format="ONNX"), []) == -1
     assert export.batch_size_argument(small_cfg.replace(batch_size=4), ["--batch_size=4"]) == 4
 
 
@@ -283,14 +284,17 @@ def test_eval_onnx_matches_eval_py(tiny, work, onnx_path, eval_py):
 
 @pytest.mark.slow
 def test_mindir_runner_and_postprocess_match_eval_py(tiny, work, mindir, eval_py):
+    """The runner and postprocess.py take the model keys (the 160x160 layout) from ssd.json beside the MINDIR."""
     results = work / "result_Files"
+    data = [arg for arg in tiny if not arg.startswith(tuple("--%s=" % key for key in SMALL))]
     ran = run_python(["-m", "tools.infer_mindir", "--file_name=%s" % mindir,
-                      "--img_path=%s" % (work / "shapes" / "val2017"), "--result_path=%s" % results] + SMALL_ARGS)
+                      "--img_path=%s" % (work / "shapes" / "val2017"), "--result_path=%s" % results])
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert ran.stdout.startswith("4 images: outputs in %s" % results)
     assert sorted(os.listdir(str(results))) == ["00000%d_%d.bin" % (i, k) for i in range(1, 5) for k in (0, 1)]
     assert os.path.getsize(str(results / "000001_1.bin")) == 540 * 81 * 4
-    done = run_python(["postprocess.py", "--result_path=%s" % results, "--output_path=%s" % (work / "post")] + tiny)
+    done = run_python(["postprocess.py", "--result_path=%s" % results, "--output_path=%s" % (work / "post"),
+                       "--file_name=%s" % mindir] + data)
     assert_same_evaluation(evaluation(done, work / "post"), eval_py)
 
 
@@ -318,3 +322,30 @@ def test_export_py_quantizes_to_int8_and_eval_onnx_scores_it(tiny, work):
     refused = run_python(["export.py", "--checkpoint_file_path=%s" % (work / "untrained.ckpt"), "--quantize=int8",
                           "--file_format=MINDIR"] + tiny)
     assert_one_line_error(refused, "--quantize=int8 needs --file_format=ONNX, got MINDIR")
+
+
+def test_export_py_verify_reports_every_file_and_fails_a_broken_export(tiny, work, capsys):
+    """--verify=2 compares the ONNX and INT8 files with the checkpoint (float32 within 1e-4, exit 0); an ONNX
+    file whose first convolution weights were scaled by 1.1 fails verify_exports."""
+    import onnx
+    from onnx import numpy_helper
+
+    from src.config import load_config
+    from src.inference.verify import verify_exports
+
+    done = run_python(["export.py", "--checkpoint_file_path=%s" % (work / "untrained.ckpt"), "--file_format=ONNX",
+                       "--file_name=%s" % (work / "v" / "ssd"), "--quantize=int8", "--calibration_images=2",
+                       "--verify=2"] + tiny)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("verify:", "  "))]
+    assert lines[0].startswith("verify: 2 evaluation image(s)") and len(lines) == 4
+    assert "checkpoint (MindSpore)" in lines[1] and "ssd.onnx (onnxruntime)" in lines[2] and "FAILED" not in done.stdout
+    assert "ssd_int8.onnx (onnxruntime)" in lines[3]
+    model = onnx.load(str(work / "v" / "ssd.onnx"))
+    weight = next(w for w in model.graph.initializer if numpy_helper.to_array(w).ndim == 4)
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.1, weight.name))
+    broken = str(work / "v" / "broken.onnx")
+    onnx.save(model, broken)
+    cfg = load_config(tiny)
+    lines, passed = verify_exports(cfg, str(work / "untrained.ckpt"), [broken], 2)
+    assert not passed and lines[-1].endswith("FAILED")

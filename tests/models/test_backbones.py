@@ -410,8 +410,9 @@ def test_batch_norm_with_model_settings_fast_matches_plain(eps, momentum, train,
 @pytest.mark.parametrize("model", MODELS)
 @needs_kernels
 def test_onnx_export_matches_the_network(model, tmp_path):
-    """The exported detector (plain formulation, network + decoding + sigmoid) run by onnxruntime gives
-    the network's boxes and scores (its fast formulation, in GRAPH mode) within 1e-4."""
+    """The exported detector (plain formulation, network + decoding + sigmoid; a dynamic batch, as export.py
+    writes ONNX) run by onnxruntime on a batch of 2 gives the network's boxes and scores (its fast
+    formulation, in GRAPH mode) within 1e-4."""
     from src.inference.export import export_detector
     from src.inference.runtimes import OnnxDetector
 
@@ -423,8 +424,8 @@ def test_onnx_export_matches_the_network(model, tmp_path):
         net.set_train(False)
         detectors.append(SsdDetector(net, cfg))
         detectors[-1].set_train(False)
-    path = export_detector(detectors[0], cfg, str(tmp_path / model), "ONNX")
-    x = image((1, 3) + tuple(cfg.img_shape), seed=5)
+    path = export_detector(detectors[0], cfg, str(tmp_path / model), "ONNX", batch_size=-1)
+    x = image((2, 3) + tuple(cfg.img_shape), seed=5)
     onnx_boxes, onnx_scores = OnnxDetector(path)(x.asnumpy())
     boxes, scores = (o.asnumpy() for o in detectors[1](x))
     np.testing.assert_allclose(onnx_boxes, boxes, atol=1e-4)
