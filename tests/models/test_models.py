@@ -113,7 +113,7 @@ def test_prediction_order_matches_default_boxes(cfg, channels_last):
         codes.append(code.reshape(-1, 4))
         nhwc = code.reshape(1, size, size, count * 4)
         maps.append(ms.Tensor(nhwc if channels_last else nhwc.transpose(0, 3, 1, 2)))
-    flat = flatten_predictions(maps, 1, 4, channels_last).asnumpy()[0]
+    flat = flatten_predictions(maps, 4, channels_last).asnumpy()[0]
     np.testing.assert_array_equal(flat, np.concatenate(codes))
     steps = np.asarray(cfg.steps, np.float32)[flat[:, 0].astype(int)]
     np.testing.assert_allclose(boxes[:, 0], (flat[:, 1] + 0.5) * steps / cfg.img_shape[0], atol=1e-5)
