@@ -35,7 +35,9 @@ def fake_batch(cfg, batch):
     return images, loc, label, num.astype(np.int32)
 
 
-def train_figures(cfg, batch, repeats):
+def training_step(cfg, batch):
+    """(step, inputs, network): one compiled training step of the model of ``cfg`` (forward, loss, backward,
+    Momentum update) and a random batch of ``batch`` images with real anchor targets."""
     import mindspore as ms
 
     from src.models import build_ssd
@@ -48,7 +50,11 @@ def train_figures(cfg, batch, repeats):
     scaler, dynamic = make_scaler(cfg.device_target, cfg.loss_scale, cfg.get("use_float16", False))
     step = TrainStep(net_with_loss, optimizer, scaler, dynamic)
     network.set_train(True)
-    inputs = [ms.Tensor(x) for x in fake_batch(cfg, batch)]
+    return step, [ms.Tensor(x) for x in fake_batch(cfg, batch)], network
+
+
+def train_figures(cfg, batch, repeats):
+    step, inputs, network = training_step(cfg, batch)
     timing = measure(lambda: step(*inputs)[0].asnumpy(), repeats=repeats, warmup=2)
     flops = conv_flops(network, (3,) + tuple(cfg.img_shape))
     seconds = timing["median"]
@@ -151,17 +157,40 @@ def model_figures(cfg, batch, mode, repeats, infer_batches=(1, 8), train=True):
     set_mode(mode)
     result = {"input": "%dx%d" % tuple(cfg.img_shape), "batch": batch, "mode": mode}
     if train:
+        reset = reset_peak_rss()
         result["train"], network = train_figures(cfg, batch, repeats)
-        result["peak_rss_after_train_gib"] = figure(peak_rss_gib(), 0.0, "GiB",
-                                                    "high-water mark of the benchmark process's resident memory "
-                                                    "after this model's training figures (includes what ran before)")
+        result["peak_rss_train_gib"] = figure(peak_rss_gib(), 0.0, "GiB", (
+            "high-water mark of the process's resident memory while this model was built and trained (reset "
+            "before it through /proc/self/clear_refs)" if reset else
+            "high-water mark of the process's resident memory after this model's training figures (this "
+            "system cannot reset it: includes what ran before)"))
     else:
         network = build_ssd(cfg)
     result["inference"] = inference_figures(cfg, network, repeats, infer_batches)
     return result
 
 
+def reset_peak_rss():
+    """Sets the process's resident-memory high-water mark to its current size (Linux: ``5`` written to
+    /proc/self/clear_refs); False where that cannot be done."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_gib():
+    """The process's resident-memory high-water mark in GiB: VmHWM of /proc/self/status (which
+    :func:`reset_peak_rss` resets), else getrusage's ru_maxrss."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 

@@ -8,10 +8,10 @@ chosen once (:func:`make_layers`), as torchvision's networks take a ``norm_layer
 * :class:`FastLayers` (CPU, float32): MindSpore 2.10's CPU Conv2D runs every 3x3 convolution through
   oneDNN's reference kernel, and its BatchNorm + ReLU6 pair makes five passes over memory. The fast
   formulation keeps tensors channels last (NHWC) so that a 1x1 convolution is one large matrix product
-  (oneDNN's fast path), and runs the 3x3 depthwise convolutions, the dense 3x3 im2col and training-mode
-  BatchNorm (+ ReLU6) in compiled kernels (:mod:`src.native.kernels`); other windows (ResNet's 7x7 stem,
-  GhostNet's 5x5 depthwise, VGG's dilated fc6 and explicitly padded extras, max pooling) are computed
-  from shifted slices of the padded input.
+  (oneDNN's fast path), and runs the 3x3 and 5x5 depthwise convolutions, every dense window (3x3 at stride
+  1 and 2, VGG's dilated fc6 and padded extras, ResNet's 7x7 stem), max pooling and training-mode
+  BatchNorm (+ ReLU6) in compiled kernels (:mod:`src.native.kernels`); other depthwise windows would be
+  computed from shifted slices of the padded input.
 
 Padding is TensorFlow "same" (``pad_mode='same'``) unless a layer gives a number of zero rows and columns,
 as in the model zoo: for stride 2 on an even input the extra row and column go at the bottom and right.
@@ -28,8 +28,12 @@ from src.native.kernels import (
     batch_norm_apply_op,
     batch_norm_op,
     batch_norm_settings,
+    dense_conv_geometry,
+    dense_conv_op,
     depthwise_op,
-    im2col_op,
+    max_pool_geometry,
+    max_pool_op,
+    out_side,
 )
 
 NEG_INF = -3.0e38
@@ -43,13 +47,6 @@ def conv_weight(shape, init=None):
 
 
 # ---- windows of NHWC tensors from slices (the fast formulation's general path) ---------------------
-
-def out_side(size, kernel, stride, padding, dilation=1):
-    """Output side of a window op: "same" rounds up; an int pads both sides."""
-    if padding == "same":
-        return (size + stride - 1) // stride
-    return (size + 2 * padding - (kernel - 1) * dilation - 1) // stride + 1
-
 
 def pads(size, kernel, stride, padding, dilation=1):
     """(before, after) zero padding of one axis; "same" puts the odd row or column at the end (TensorFlow)."""
@@ -124,14 +121,16 @@ def window_slices(x, kernel, stride, padding, dilation, fill=0.0):
 # ---- convolution ------------------------------------------------------------------------------
 
 def fast_path(kernel, stride, padding, dilation, depthwise):
-    """How the fast formulation computes a convolution: "pointwise" (one matrix product), "im2col"
-    (compiled 3x3 im2col, then a matrix product), "depthwise3x3" (compiled kernel) or "slices" (shifted
-    views of the padded input: their concatenation times the weight when dense, a weighted sum when
-    depthwise)."""
+    """How the fast formulation computes a convolution: "pointwise" (one matrix product), "im2col" (any
+    dense window: the compiled dense convolution, windows copied tile by tile into a small buffer and
+    multiplied by the weight), "depthwise3x3" / "depthwise5x5" (compiled kernels) or "slices" (other
+    depthwise windows: a weighted sum of shifted views of the padded input)."""
     if kernel == 1 and padding in ("same", 0):
         return "pointwise"
-    if kernel == 3 and padding == "same" and dilation == 1 and stride in (1, 2):
-        return "depthwise3x3" if depthwise else "im2col"
+    if not depthwise:
+        return "im2col"
+    if kernel in (3, 5) and padding == "same" and dilation == 1 and stride in (1, 2):
+        return "depthwise%dx%d" % (kernel, kernel)
     return "slices"
 
 
@@ -156,35 +155,37 @@ class Conv(nn.Cell):
             mode = "same" if padding == "same" else "pad"
             self.conv = ops.Conv2D(out_channels, kernel_size, pad_mode=mode, pad=0 if padding == "same" else padding,
                                    stride=stride, dilation=dilation, group=groups)
-        elif self.path == "depthwise3x3":
-            self.conv = depthwise_op(stride)
+        elif self.path.startswith("depthwise"):
+            self.conv = depthwise_op(stride, kernel_size)
         elif self.path == "im2col":
-            self.im2col = im2col_op(stride)
+            self.conv = dense_conv_op(kernel_size, stride, padding, dilation)
+            self.geometry = dense_conv_geometry(kernel_size, stride, padding, dilation)
         self.matmul = ops.MatMul(transpose_b=True)
 
     def construct(self, x):
         if self.path == "plain":
             y = self.conv(x, self.weight)
             return y if self.bias is None else ops.bias_add(y, self.bias)
-        if self.path == "depthwise3x3":
+        if self.path.startswith("depthwise"):
             return self._add_bias(self.conv(x, self.weight))
         if self.path == "im2col":
-            return self._dense(self.im2col(x))
+            return self._add_bias(self.conv(x, self.weight, self.geometry))
         if self.path == "pointwise":
             return self._dense(x if self.stride == 1 else window_slices(x, 1, self.stride, "same", 1)[0])
-        if self.depthwise:
-            return self._add_bias(self._depthwise_slices(x))
-        columns = ops.concat(window_slices(x, self.kernel, self.stride, self.padding, self.dilation), -1)
-        return self._dense(columns, tap_major=True)
+        return self._add_bias(self._depthwise_slices(x))
 
     def _add_bias(self, y):
-        return y if self.bias is None else y + self.bias
+        """y [..., out] + bias, added to y seen as a matrix [pixels, out]: the gradient of the bias is then a
+        sum over the rows of one matrix, where that of a broadcast NHWC add is MindSpore's CPU ReduceSum
+        over three axes, several times slower (about 0.1 s per FPN head layer at batch 8); BiasAdd's
+        gradient, BiasAddGrad, is about twice as slow as that sum."""
+        if self.bias is None:
+            return y
+        return ops.reshape(ops.reshape(y, (-1, self.matrix[0])) + self.bias, y.shape)
 
-    def _dense(self, columns, tap_major=False):
-        """columns [B, H, W, K] times the weight as [out, K] (+ bias): K ordered (c, ky, kx), or (ky, kx, c)
-        if tap_major."""
-        weight = ops.transpose(self.weight, (0, 2, 3, 1)) if tap_major else self.weight
-        y = self.matmul(ops.reshape(columns, (-1, self.matrix[1])), ops.reshape(weight, self.matrix))
+    def _dense(self, columns):
+        """columns [B, H, W, in] times the 1x1 weight as [out, in] (+ bias)."""
+        y = self.matmul(ops.reshape(columns, (-1, self.matrix[1])), ops.reshape(self.weight, self.matrix))
         y = self._add_bias(y)
         return ops.reshape(y, columns.shape[:-1] + (self.matrix[0],))
 
@@ -265,17 +266,17 @@ class MaxPool(nn.Cell):
 
     def __init__(self, kernel_size, stride, fast=False):
         super().__init__()
-        self.kernel, self.stride, self.fast = kernel_size, stride, fast
-        self.pool = None if fast else nn.MaxPool2d(kernel_size=kernel_size, stride=stride, pad_mode="same")
+        self.fast = fast
+        if fast:
+            self.pool = max_pool_op(kernel_size, stride)
+            self.geometry = max_pool_geometry(kernel_size, stride)
+        else:
+            self.pool = nn.MaxPool2d(kernel_size=kernel_size, stride=stride, pad_mode="same")
 
     def construct(self, x):
         if not self.fast:
             return self.pool(x)
-        views = window_slices(x, self.kernel, self.stride, "same", 1, NEG_INF)
-        y = views[0]
-        for k in range(1, len(views)):
-            y = ops.maximum(y, views[k])
-        return y
+        return self.pool(x, self.geometry)
 
 
 def legacy_bilinear_weights(in_size, out_size):
@@ -326,7 +327,10 @@ class L2Norm(nn.Cell):
 
     def construct(self, x):
         norm = ops.sqrt((x * x).sum(self.axis, keepdims=True) + self.eps)
-        return x / norm * ops.reshape(self.scale, self.shape)
+        y = x / norm
+        if self.axis == -1:  # scaled as a matrix [positions, channels]: see Conv._add_bias
+            return ops.reshape(ops.reshape(y, (-1, self.shape[0])) * self.scale, y.shape)
+        return y * ops.reshape(self.scale, self.shape)
 
 
 # ---- the layer factories ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from mindspore import nn
 
 from src.feature_maps import UNPINNED_HINT, as_entry, count_boxes, feature_sizes, halving_sizes, map_hw
 from src.models.layers import make_layers
-from src.native.kernels import kernel_library
+from src.native.kernels import fast_kernels_available
 
 _REGISTRY = {}
 
@@ -31,7 +31,7 @@ def registered_models():
 def use_fast_conv(cfg):
     """The fast formulation: asked for (``fast_conv``, default True), on CPU, float32, and compilable."""
     wanted = cfg.get("fast_conv", True) and str(cfg.get("device_target", "CPU")).upper() == "CPU"
-    return bool(wanted) and not cfg.get("use_float16", False) and kernel_library() is not None
+    return bool(wanted) and not cfg.get("use_float16", False) and fast_kernels_available()
 
 
 def network_feature_sizes(cfg, first_stride=None, map_sides=None):

@@ -2,7 +2,7 @@
 
 :func:`load` builds a source file of this folder with ``$CXX`` (else ``g++`` or ``c++``) into a shared
 library in ``$SSD_KERNEL_CACHE`` (default ``~/.cache/ssd_mindspore``, mode 0700), named after a hash of
-the source, the compiler, the flags and the CPU (code built with ``-march=native`` must not move to
+the source (with the folder's headers), the compiler, the flags and the CPU (code built with ``-march=native`` must not move to
 another CPU). The library is written under a temporary name and renamed, so processes building at the
 same time do not see each other's half-written files. A folder or library another user owns or may write
 to is never loaded from (it could be planted): the cache moves to a private per-user folder and the
@@ -87,10 +87,17 @@ def compiler_identity(cxx):
     return "%s %d %d" % (real, stat.st_size, stat.st_mtime_ns)
 
 
+def headers(folder):
+    """The C++ headers in ``folder`` (sorted): part of every source's build key, since a source may include them."""
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".h"))
+
+
 def library_path(source, cxx, flags, folder):
     """Path in ``folder`` of the library built from ``source`` by ``cxx`` with ``flags``."""
-    with open(source, "rb") as text:
-        code = text.read()
+    code = b""
+    for path in [source] + headers(os.path.dirname(source)):
+        with open(path, "rb") as text:
+            code += text.read()
     key = hashlib.sha1(b"\n".join([code, compiler_identity(cxx).encode(), " ".join(flags).encode(),
                                    cpu_fingerprint().encode()])).hexdigest()
     stem = os.path.splitext(os.path.basename(source))[0]

@@ -2,12 +2,15 @@
 //
 // NHWC float32 kernels, parallel over rows (std::thread), vectorised over channels:
 // * DwForward{S}(x, w) -> y, DwBackwardInput{S}(dy, w, x) -> dx, DwBackwardWeight{S}(x, dy, w) -> dw:
-//   3x3 depthwise convolution with weight [C, 1, 3, 3], TF "same" padding, stride S (1 or 2);
-// * Im2Col{S}(x) -> cols [B, Ho, Wo, C*9] (column c*9 + ky*3 + kx) and its gradient Col2Im{S};
+//   3x3 depthwise convolution with weight [C, 1, 3, 3], TF "same" padding, stride S (1 or 2); the same for
+//   5x5 (weight [C, 1, 5, 5]) as Dw5Forward{S}, Dw5BackwardInput{S}, Dw5BackwardWeight{S};
 // * BnForward{R}(x, gamma, beta, moving_mean, moving_var, settings) -> (y, batch mean, biased batch variance,
 //   new moving mean, new moving variance) and BnBackward{R}: training BatchNorm then ReLU6 (R=1) or
 //   nothing (R=0), moving averages kept as nn.BatchNorm2d keeps them (unbiased variance);
-// * BnApply{R}(x, gamma, beta, mean, var, settings) -> y and BnApplyBackward{R}: inference BatchNorm (+ ReLU6).
+// * BnApply{R}(x, gamma, beta, mean, var, settings) -> y and BnApplyBackward{R}: inference BatchNorm (+ ReLU6);
+// * MaxPoolForward(x, geometry) -> y and MaxPoolBackward(dy, x, geometry) -> dx: max pooling over k x k
+//   windows at stride s (geometry int64 [k, s]), TF "same" padding, the gradient going to the first largest
+//   input of each window (recomputed from x, so nothing but x is kept for the backward pass).
 // settings is the layer's own float64 [eps, momentum] (momentum as nn.BatchNorm2d takes it: the weight of
 // the old moving average), so every layer normalises with its own eps.
 // Sums over rows are deterministic for a given thread count.
@@ -22,7 +25,17 @@
 #include <vector>
 #include <sched.h>
 
+#include "parallel.h"
+#include "vec.h"
+
 namespace {
+
+using ssd_native::MaxThreads;
+using ssd_native::ParallelFor;
+using ssd_native::Vec;
+using ssd_native::Load;
+using ssd_native::Store;
+using ssd_native::ForChannelBlocks;
 
 // A BatchNorm layer's settings: its eps and the weight of the old moving average.
 struct BnSettings {
@@ -34,195 +47,146 @@ BnSettings Settings(const void *p) {
   return {d[0], d[1]};
 }
 
-// Threads: SSD_KERNEL_THREADS, else the CPUs this process may run on. Plain threads started per call
-// and joined, so no idle worker spins while MindSpore's own thread pool runs the next operator.
-int MaxThreads() {
-  static const int n = [] {
-    const char *env = std::getenv("SSD_KERNEL_THREADS");
-    if (env != nullptr && std::atoi(env) > 0) return std::atoi(env);
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  }();
-  return n;
-}
-
-// f(lo, hi, t) over [0, n) in one contiguous range per thread t; returns the thread count. Jobs
-// touching fewer than 64K floats per thread stay on the calling thread.
-template <typename F>
-int ParallelFor(int64_t n, int64_t floats_per_item, F f) {
-  const int64_t useful = std::max<int64_t>(1, n * floats_per_item / 65536);
-  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({MaxThreads(), n, useful})));
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) {
-    try {
-      pool.emplace_back([&f, n, t, threads] { f(n * t / threads, n * (t + 1) / threads, t); });
-    } catch (const std::system_error &) {  // no thread to be had: do that range here
-      f(n * t / threads, n * (t + 1) / threads, t);
-    }
-  }
-  f(0, n / threads, 0);
-  for (auto &worker : pool) worker.join();
-  return threads;
-}
-
-// A 3x3 "same" window on NHWC tensors: input [B, H, W, C], output [B, Ho, Wo, C].
+// A K x K "same" window on NHWC tensors: input [B, H, W, C], output [B, Ho, Wo, C].
 struct Geo {
-  int64_t B, H, W, C, Ho, Wo, pt, pl, s;
-  Geo(const int64_t *in, const int64_t *out, int64_t stride)
-      : B(in[0]), H(in[1]), W(in[2]), C(in[3]), Ho(out[1]), Wo(out[2]), s(stride) {
-    pt = std::max<int64_t>((Ho - 1) * s + 3 - H, 0) / 2;
-    pl = std::max<int64_t>((Wo - 1) * s + 3 - W, 0) / 2;
+  int64_t B, H, W, C, Ho, Wo, pt, pl, s, k;
+  Geo(const int64_t *in, const int64_t *out, int64_t stride, int64_t kernel)
+      : B(in[0]), H(in[1]), W(in[2]), C(in[3]), Ho(out[1]), Wo(out[2]), s(stride), k(kernel) {
+    pt = std::max<int64_t>((Ho - 1) * s + k - H, 0) / 2;
+    pl = std::max<int64_t>((Wo - 1) * s + k - W, 0) / 2;
   }
-  // Output index along one axis that tap k reads input i from, or -1.
-  int64_t Source(int64_t i, int64_t pad, int k, int64_t size) const {
-    const int64_t t = i + pad - k;
-    return (t < 0 || t % s != 0 || t / s >= size) ? -1 : t / s;
+  // Output index along one axis that tap t reads input i from, or -1.
+  int64_t Source(int64_t i, int64_t pad, int t, int64_t size) const {
+    const int64_t u = i + pad - t;
+    return (u < 0 || u % s != 0 || u / s >= size) ? -1 : u / s;
   }
 };
 
-// Weight [C, 1, 3, 3] -> [9, C], so that channel loops are contiguous.
-std::vector<float> TapsFirst(const float *w, int64_t C) {
-  std::vector<float> t(9 * C);
+// Weight [C, 1, K, K] -> [K*K, C], so that channel loops are contiguous.
+std::vector<float> TapsFirst(const float *w, int64_t C, int taps) {
+  std::vector<float> t(taps * C);
   for (int64_t c = 0; c < C; ++c)
-    for (int k = 0; k < 9; ++k) t[k * C + c] = w[c * 9 + k];
+    for (int k = 0; k < taps; ++k) t[k * C + c] = w[c * taps + k];
   return t;
 }
 
-// Channel blocks of W floats (GCC vector extensions; AVX-512 registers for W = 16).
-template <int W> struct VecOf { typedef float type __attribute__((vector_size(4 * W))); };
-template <> struct VecOf<1> { typedef float type; };
-template <int W> using Vec = typename VecOf<W>::type;
-
-template <int W> inline Vec<W> Load(const float *p) {
-  Vec<W> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
+// The K*K taps of channels [c0, c0 + W) in registers.
+template <int W, int K> inline void LoadTaps(const float *taps, int64_t C, int64_t c0, Vec<W> *k) {
+  for (int t = 0; t < K * K; ++t) k[t] = Load<W>(taps + t * C + c0);
 }
 
-template <int W> inline void Store(float *p, const Vec<W> &v) { std::memcpy(p, &v, sizeof(v)); }
-
-// f(width, c0) for every channel block: 16 wide, then 8, then single channels.
-template <typename F>
-void ForChannelBlocks(int64_t C, F f) {
-  int64_t c = 0;
-  for (; c + 16 <= C; c += 16) f(std::integral_constant<int, 16>(), c);
-  for (; c + 8 <= C; c += 8) f(std::integral_constant<int, 8>(), c);
-  for (; c < C; ++c) f(std::integral_constant<int, 1>(), c);
-}
-
-// The nine taps of channels [c0, c0 + W) in registers.
-template <int W> inline void LoadTaps(const float *taps, int64_t C, int64_t c0, Vec<W> *k) {
-  for (int t = 0; t < 9; ++t) k[t] = Load<W>(taps + t * C + c0);
-}
-
-// Output columns [lo, hi) whose three input columns ox*s - pl + 0..2 all lie inside [0, W).
+// Output columns [lo, hi) whose K input columns ox*s - pl + 0..K-1 all lie inside [0, W).
 struct Interior {
   int64_t lo, hi;
   explicit Interior(const Geo &g) {
     lo = std::min<int64_t>((g.pl + g.s - 1) / g.s, g.Wo);
-    hi = std::max<int64_t>(std::min<int64_t>(g.W + g.pl - 3 >= 0 ? (g.W + g.pl - 3) / g.s + 1 : 0, g.Wo), lo);
+    hi = std::max<int64_t>(std::min<int64_t>(g.W + g.pl - g.k >= 0 ? (g.W + g.pl - g.k) / g.s + 1 : 0, g.Wo), lo);
   }
 };
 
-// The three input rows under output row ``row`` (b * Ho + oy); rows in the padding point at ``zeros``.
+// The K input rows under output row ``row`` (b * Ho + oy); rows in the padding point at ``zeros``.
+template <int K>
 inline void WindowRows(const float *x, const Geo &g, int64_t row, const float *zeros, const float **rows) {
   const int64_t b = row / g.Ho, oy = row % g.Ho;
-  for (int ky = 0; ky < 3; ++ky) {
+  for (int ky = 0; ky < K; ++ky) {
     const int64_t iy = oy * g.s + ky - g.pt;
     rows[ky] = (iy < 0 || iy >= g.H) ? zeros : x + (b * g.H + iy) * g.W * g.C;
   }
 }
 
-// Sum over the nine taps of k[t] * rows[t / 3][ox * s - pl + t % 3] for channels [c0, c0 + W).
-template <int W, bool kChecked>
+// Sum over the K*K taps of k[t] * rows[t / K][ox * s - pl + t % K] for channels [c0, c0 + W).
+template <int W, int K, bool kChecked>
 inline Vec<W> WindowSum(const Vec<W> *k, const float *const *rows, const Geo &g, int64_t ox, int64_t c0) {
   Vec<W> acc = {};
   const int64_t ix0 = ox * g.s - g.pl;
-  for (int t = 0; t < 9; ++t) {
-    const int64_t ix = ix0 + t % 3;
-    if (!kChecked || (ix >= 0 && ix < g.W)) acc += k[t] * Load<W>(rows[t / 3] + ix * g.C + c0);
+  for (int t = 0; t < K * K; ++t) {
+    const int64_t ix = ix0 + t % K;
+    if (!kChecked || (ix >= 0 && ix < g.W)) acc += k[t] * Load<W>(rows[t / K] + ix * g.C + c0);
   }
   return acc;
 }
 
-// Stride 1, four neighbouring outputs at once from the six input columns col0..col0+5 of each of the
-// three rows, so that every input vector is loaded once instead of three times. Output i, tap (ky, kx)
-// reads column col0 + i + kx (forward), or col0 + i + 2 - kx (kFlip: the input gradient); taps are added
-// in the order WindowSum / TransposedSum add them.
-template <int W, bool kFlip>
+// Stride 1, four neighbouring outputs at once from the K + 3 input columns col0..col0+K+2 of each of the
+// K rows, so that every input vector is loaded once instead of K times. Output i, tap (ky, kx) reads
+// column col0 + i + kx (forward), or col0 + i + K - 1 - kx (kFlip: the input gradient); taps are added in
+// the order WindowSum / TransposedSum add them.
+template <int W, int K, bool kFlip>
 inline void FourOutputs(const Vec<W> *k, const float *const *rows, int64_t col0, int64_t C, int64_t c0, float *out) {
   Vec<W> a[4] = {};
-  for (int ky = 0; ky < 3; ++ky) {
-    Vec<W> v[6];
+  for (int ky = 0; ky < K; ++ky) {
+    Vec<W> v[K + 3];
     const float *r = rows[ky] + col0 * C + c0;
-    for (int j = 0; j < 6; ++j) v[j] = Load<W>(r + j * C);
-    for (int kx = 0; kx < 3; ++kx)
-      for (int i = 0; i < 4; ++i) a[i] += k[ky * 3 + kx] * v[i + (kFlip ? 2 - kx : kx)];
+    for (int j = 0; j < K + 3; ++j) v[j] = Load<W>(r + j * C);
+    for (int kx = 0; kx < K; ++kx)
+      for (int i = 0; i < 4; ++i) a[i] += k[ky * K + kx] * v[i + (kFlip ? K - 1 - kx : kx)];
   }
   for (int i = 0; i < 4; ++i) Store<W>(out + i * C, a[i]);
 }
 
+template <int K>
 void DwForward(const float *x, const float *w, float *y, const Geo &g) {
-  const std::vector<float> taps = TapsFirst(w, g.C), zeros(g.W * g.C, 0.f);
+  const std::vector<float> taps = TapsFirst(w, g.C, K * K), zeros(g.W * g.C, 0.f);
   const Interior in(g);
-  ParallelFor(g.B * g.Ho, 10 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int) {
+  ParallelFor(g.B * g.Ho, (K * K + 1) * g.Wo * g.C, [&](int64_t lo, int64_t hi, int) {
     for (int64_t row = lo; row < hi; ++row) {
-      const float *rows[3];
-      WindowRows(x, g, row, zeros.data(), rows);
+      const float *rows[K];
+      WindowRows<K>(x, g, row, zeros.data(), rows);
       float *out = y + row * g.Wo * g.C;
       ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
         constexpr int W = decltype(width)::value;
-        Vec<W> k[9];
-        LoadTaps<W>(taps.data(), g.C, c0, k);
-        for (int64_t ox = 0; ox < in.lo; ++ox) Store<W>(out + ox * g.C + c0, WindowSum<W, true>(k, rows, g, ox, c0));
+        Vec<W> k[K * K];
+        LoadTaps<W, K>(taps.data(), g.C, c0, k);
+        for (int64_t ox = 0; ox < in.lo; ++ox)
+          Store<W>(out + ox * g.C + c0, WindowSum<W, K, true>(k, rows, g, ox, c0));
         int64_t ox = in.lo;
         if (g.s == 1)
-          for (; ox + 4 <= in.hi; ox += 4) FourOutputs<W, false>(k, rows, ox - g.pl, g.C, c0, out + ox * g.C + c0);
-        for (; ox < in.hi; ++ox) Store<W>(out + ox * g.C + c0, WindowSum<W, false>(k, rows, g, ox, c0));
-        for (int64_t ox = in.hi; ox < g.Wo; ++ox) Store<W>(out + ox * g.C + c0, WindowSum<W, true>(k, rows, g, ox, c0));
+          for (; ox + 4 <= in.hi; ox += 4) FourOutputs<W, K, false>(k, rows, ox - g.pl, g.C, c0, out + ox * g.C + c0);
+        for (; ox < in.hi; ++ox) Store<W>(out + ox * g.C + c0, WindowSum<W, K, false>(k, rows, g, ox, c0));
+        for (int64_t ox = in.hi; ox < g.Wo; ++ox)
+          Store<W>(out + ox * g.C + c0, WindowSum<W, K, true>(k, rows, g, ox, c0));
       });
     }
   });
 }
 
 // dx at input column ix of channels [c0, c0 + W): the taps whose output column (ix + pl - kx) / S exists.
-template <int W, int S, bool kChecked>
+template <int W, int K, int S, bool kChecked>
 inline Vec<W> TransposedSum(const Vec<W> *k, const float *const *rows, const Geo &g, int64_t ix, int64_t c0) {
   Vec<W> acc = {};
-  for (int t = 0; t < 9; ++t) {
-    const int64_t u = ix + g.pl - t % 3, ox = u / S;  // stride as a constant: / and % are shifts
-    if (u % S == 0 && (!kChecked || (u >= 0 && ox < g.Wo))) acc += k[t] * Load<W>(rows[t / 3] + ox * g.C + c0);
+  for (int t = 0; t < K * K; ++t) {
+    const int64_t u = ix + g.pl - t % K, ox = u / S;  // stride as a constant: / and % are shifts
+    if (u % S == 0 && (!kChecked || (u >= 0 && ox < g.Wo))) acc += k[t] * Load<W>(rows[t / K] + ox * g.C + c0);
   }
   return acc;
 }
 
-template <int S>
+template <int K, int S>
 void DwBackwardInput(const float *dy, const float *w, float *dx, const Geo &g) {
-  const std::vector<float> taps = TapsFirst(w, g.C), zeros(g.Wo * g.C, 0.f);
-  const int64_t lo_x = std::min<int64_t>(std::max<int64_t>(2 - g.pl, 0), g.W);      // u >= 0 for every kx
+  const std::vector<float> taps = TapsFirst(w, g.C, K * K), zeros(g.Wo * g.C, 0.f);
+  const int64_t lo_x = std::min<int64_t>(std::max<int64_t>(K - 1 - g.pl, 0), g.W);  // u >= 0 for every kx
   const int64_t hi_x = std::max<int64_t>(std::min<int64_t>((g.Wo - 1) * S - g.pl + 1, g.W), lo_x);  // u / S < Wo
-  ParallelFor(g.B * g.H, 10 * g.W * g.C, [&](int64_t lo, int64_t hi, int) {
+  ParallelFor(g.B * g.H, (K * K + 1) * g.W * g.C, [&](int64_t lo, int64_t hi, int) {
     for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / g.H, iy = row % g.H;
-      const float *rows[3];
-      for (int ky = 0; ky < 3; ++ky) {
+      const float *rows[K];
+      for (int ky = 0; ky < K; ++ky) {
         const int64_t oy = g.Source(iy, g.pt, ky, g.Ho);
         rows[ky] = oy < 0 ? zeros.data() : dy + (b * g.Ho + oy) * g.Wo * g.C;
       }
       float *out = dx + row * g.W * g.C;
       ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
         constexpr int W = decltype(width)::value;
-        Vec<W> k[9];
-        LoadTaps<W>(taps.data(), g.C, c0, k);
+        Vec<W> k[K * K];
+        LoadTaps<W, K>(taps.data(), g.C, c0, k);
         for (int64_t ix = 0; ix < lo_x; ++ix)
-          Store<W>(out + ix * g.C + c0, TransposedSum<W, S, true>(k, rows, g, ix, c0));
+          Store<W>(out + ix * g.C + c0, TransposedSum<W, K, S, true>(k, rows, g, ix, c0));
         int64_t ix = lo_x;
         if (S == 1)
-          for (; ix + 4 <= hi_x; ix += 4) FourOutputs<W, true>(k, rows, ix + g.pl - 2, g.C, c0, out + ix * g.C + c0);
-        for (; ix < hi_x; ++ix) Store<W>(out + ix * g.C + c0, TransposedSum<W, S, false>(k, rows, g, ix, c0));
+          for (; ix + 4 <= hi_x; ix += 4)
+            FourOutputs<W, K, true>(k, rows, ix + g.pl - (K - 1), g.C, c0, out + ix * g.C + c0);
+        for (; ix < hi_x; ++ix) Store<W>(out + ix * g.C + c0, TransposedSum<W, K, S, false>(k, rows, g, ix, c0));
         for (int64_t ix = hi_x; ix < g.W; ++ix)
-          Store<W>(out + ix * g.C + c0, TransposedSum<W, S, true>(k, rows, g, ix, c0));
+          Store<W>(out + ix * g.C + c0, TransposedSum<W, K, S, true>(k, rows, g, ix, c0));
       });
     }
   });
@@ -232,37 +196,40 @@ void DwBackwardInput(const float *dy, const float *w, float *dx, const Geo &g) {
 // rows: vector adds in the row loop, a bounded float sum, and a deterministic result for a thread count.
 const int64_t kFlushRows = 64;
 
-template <int W, bool kChecked>
+template <int W, int K, bool kChecked>
 inline void AddWindowProducts(Vec<W> *acc, const Vec<W> &gv, const float *const *rows, const Geo &g, int64_t ox,
                               int64_t c0) {
   const int64_t ix0 = ox * g.s - g.pl;
-  for (int k = 0; k < 9; ++k) {
-    const int64_t ix = ix0 + k % 3;
-    if (!kChecked || (ix >= 0 && ix < g.W)) acc[k] += gv * Load<W>(rows[k / 3] + ix * g.C + c0);
+  for (int t = 0; t < K * K; ++t) {
+    const int64_t ix = ix0 + t % K;
+    if (!kChecked || (ix >= 0 && ix < g.W)) acc[t] += gv * Load<W>(rows[t / K] + ix * g.C + c0);
   }
 }
 
+template <int K>
 void DwBackwardWeight(const float *x, const float *dy, float *dw, const Geo &g) {
-  const size_t per_thread = 9 * static_cast<size_t>(g.C);
+  const size_t per_thread = K * K * static_cast<size_t>(g.C);
   const std::vector<float> zeros(g.W * g.C, 0.f);
   const Interior in(g);
   std::vector<double> part(static_cast<size_t>(MaxThreads()) * per_thread, 0.0);
-  const int threads = ParallelFor(g.B * g.Ho, 10 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int t) {
+  const int threads = ParallelFor(g.B * g.Ho, (K * K + 1) * g.Wo * g.C, [&](int64_t lo, int64_t hi, int t) {
     double *mine = part.data() + static_cast<size_t>(t) * per_thread;
     std::vector<float> block(per_thread, 0.f);
     for (int64_t row = lo; row < hi; ++row) {
-      const float *rows[3], *grad = dy + row * g.Wo * g.C;
-      WindowRows(x, g, row, zeros.data(), rows);
+      const float *rows[K], *grad = dy + row * g.Wo * g.C;
+      WindowRows<K>(x, g, row, zeros.data(), rows);
       ForChannelBlocks(g.C, [&](auto width, int64_t c0) {
         constexpr int W = decltype(width)::value;
-        Vec<W> acc[9] = {};
-        for (int64_t ox = 0; ox < in.lo; ++ox) AddWindowProducts<W, true>(acc, Load<W>(grad + ox * g.C + c0), rows, g, ox, c0);
+        Vec<W> acc[K * K] = {};
+        for (int64_t ox = 0; ox < in.lo; ++ox)
+          AddWindowProducts<W, K, true>(acc, Load<W>(grad + ox * g.C + c0), rows, g, ox, c0);
         for (int64_t ox = in.lo; ox < in.hi; ++ox)
-          AddWindowProducts<W, false>(acc, Load<W>(grad + ox * g.C + c0), rows, g, ox, c0);
-        for (int64_t ox = in.hi; ox < g.Wo; ++ox) AddWindowProducts<W, true>(acc, Load<W>(grad + ox * g.C + c0), rows, g, ox, c0);
-        for (int k = 0; k < 9; ++k) {
-          float *sum = block.data() + k * g.C + c0;
-          Store<W>(sum, Load<W>(sum) + acc[k]);
+          AddWindowProducts<W, K, false>(acc, Load<W>(grad + ox * g.C + c0), rows, g, ox, c0);
+        for (int64_t ox = in.hi; ox < g.Wo; ++ox)
+          AddWindowProducts<W, K, true>(acc, Load<W>(grad + ox * g.C + c0), rows, g, ox, c0);
+        for (int t = 0; t < K * K; ++t) {
+          float *sum = block.data() + t * g.C + c0;
+          Store<W>(sum, Load<W>(sum) + acc[t]);
         }
       });
       if ((row - lo + 1) % kFlushRows == 0 || row + 1 == hi) {
@@ -272,47 +239,11 @@ void DwBackwardWeight(const float *x, const float *dy, float *dw, const Geo &g) 
     }
   });
   for (int64_t c = 0; c < g.C; ++c)
-    for (int k = 0; k < 9; ++k) {
+    for (int t = 0; t < K * K; ++t) {
       double s = 0.0;
-      for (int t = 0; t < threads; ++t) s += part[static_cast<size_t>(t) * per_thread + k * g.C + c];
-      dw[c * 9 + k] = static_cast<float>(s);
+      for (int th = 0; th < threads; ++th) s += part[static_cast<size_t>(th) * per_thread + t * g.C + c];
+      dw[c * K * K + t] = static_cast<float>(s);
     }
-}
-
-// The stem's im2col: columns [B, Ho, Wo, C*9] (column c*9 + ky*3 + kx) of 3x3 "same" windows.
-void Im2Col(const float *x, float *cols, const Geo &g) {
-  ParallelFor(g.B * g.Ho, 9 * g.Wo * g.C, [&](int64_t lo, int64_t hi, int) {
-    for (int64_t row = lo; row < hi; ++row) {
-      const int64_t b = row / g.Ho, oy = row % g.Ho;
-      for (int64_t ox = 0; ox < g.Wo; ++ox) {
-        float *out = cols + (row * g.Wo + ox) * g.C * 9;
-        for (int k = 0; k < 9; ++k) {
-          const int64_t iy = oy * g.s + k / 3 - g.pt, ix = ox * g.s + k % 3 - g.pl;
-          const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
-          const float *in = x + ((b * g.H + iy) * g.W + ix) * g.C;
-          for (int64_t c = 0; c < g.C; ++c) out[c * 9 + k] = inside ? in[c] : 0.f;
-        }
-      }
-    }
-  });
-}
-
-void Col2Im(const float *cols, float *dx, const Geo &g) {
-  ParallelFor(g.B * g.H, 9 * g.W * g.C, [&](int64_t lo, int64_t hi, int) {
-    for (int64_t row = lo; row < hi; ++row) {
-      const int64_t b = row / g.H, iy = row % g.H;
-      for (int64_t ix = 0; ix < g.W; ++ix) {
-        float *out = dx + (row * g.W + ix) * g.C;
-        std::fill(out, out + g.C, 0.f);
-        for (int k = 0; k < 9; ++k) {
-          const int64_t oy = g.Source(iy, g.pt, k / 3, g.Ho), ox = g.Source(ix, g.pl, k % 3, g.Wo);
-          if (oy < 0 || ox < 0) continue;
-          const float *in = cols + ((b * g.Ho + oy) * g.Wo + ox) * g.C * 9;
-          for (int64_t c = 0; c < g.C; ++c) out[c] += in[c * 9 + k];
-        }
-      }
-    }
-  });
 }
 
 // Per-channel sums s1, s2 of what f(row, a1, a2) adds for each row of an [N, C] tensor: float partials
@@ -474,6 +405,84 @@ void BnApplyBackward(const float *dy, const float *x, const float *gamma, const 
   }
 }
 
+// ---- max pooling: k x k windows, stride s, TF "same" padding (cells in the padding never win) ----
+
+struct Pool {
+  int64_t B, H, W, C, Ho, Wo, k, s, pt, pl;
+  Pool(const int64_t *in, const int64_t *out, const void *geometry)
+      : B(in[0]), H(in[1]), W(in[2]), C(in[3]), Ho(out[1]), Wo(out[2]) {
+    const int64_t *g = static_cast<const int64_t *>(geometry);
+    k = g[0], s = g[1];
+    pt = std::max<int64_t>((Ho - 1) * s + k - H, 0) / 2;
+    pl = std::max<int64_t>((Wo - 1) * s + k - W, 0) / 2;
+  }
+};
+
+// Per channel, the largest input in the window of output (b, oy, ox) and its tap ky * k + kx (the first of
+// equal values in row-major order), over the taps inside the input.
+void WindowMax(const float *x, const Pool &g, int64_t b, int64_t oy, int64_t ox, float *best, int32_t *tap) {
+  bool first = true;
+  for (int64_t ky = 0; ky < g.k; ++ky) {
+    const int64_t iy = oy * g.s - g.pt + ky;
+    if (iy < 0 || iy >= g.H) continue;
+    for (int64_t kx = 0; kx < g.k; ++kx) {
+      const int64_t ix = ox * g.s - g.pl + kx;
+      if (ix < 0 || ix >= g.W) continue;
+      const float *in = x + ((b * g.H + iy) * g.W + ix) * g.C;
+      const int32_t t = static_cast<int32_t>(ky * g.k + kx);
+      if (first) {
+        std::memcpy(best, in, g.C * sizeof(float));
+        std::fill(tap, tap + g.C, t);
+        first = false;
+        continue;
+      }
+#pragma omp simd
+      for (int64_t c = 0; c < g.C; ++c) {
+        const bool larger = in[c] > best[c];
+        best[c] = larger ? in[c] : best[c];
+        tap[c] = larger ? t : tap[c];
+      }
+    }
+  }
+}
+
+void MaxPoolForward(const float *x, float *y, const Pool &g) {
+  ParallelFor(g.B * g.Ho, g.k * g.k * g.Wo * g.C, [&](int64_t lo, int64_t hi, int) {
+    std::vector<int32_t> tap(g.C);
+    for (int64_t row = lo; row < hi; ++row)
+      for (int64_t ox = 0; ox < g.Wo; ++ox)
+        WindowMax(x, g, row / g.Ho, row % g.Ho, ox, y + (row * g.Wo + ox) * g.C, tap.data());
+  });
+}
+
+// dx, one input row per job: the windows covering the row are maximised again and each output's gradient
+// goes to its winning input if that lies in this row, so no two threads write the same element.
+void MaxPoolBackward(const float *dy, const float *x, float *dx, const Pool &g) {
+  ParallelFor(g.B * g.H, g.k * g.k * g.W * g.C, [&](int64_t lo, int64_t hi, int) {
+    std::vector<float> best(g.C);
+    std::vector<int32_t> tap(g.C);
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.H, iy = row % g.H;
+      float *out = dx + row * g.W * g.C;
+      std::fill(out, out + g.W * g.C, 0.f);
+      for (int64_t ky = 0; ky < g.k; ++ky) {
+        const int64_t u = iy + g.pt - ky, oy = u / g.s;
+        if (u < 0 || u % g.s != 0 || oy >= g.Ho) continue;
+        for (int64_t ox = 0; ox < g.Wo; ++ox) {
+          WindowMax(x, g, b, oy, ox, best.data(), tap.data());
+          const float *grad = dy + ((b * g.Ho + oy) * g.Wo + ox) * g.C;
+          float *row_out = out + (ox * g.s - g.pl) * g.C;
+          const int32_t first = static_cast<int32_t>(ky * g.k), k = static_cast<int32_t>(g.k);
+          for (int64_t c = 0; c < g.C; ++c) {
+            const int32_t kx = tap[c] - first;  // the winner's column if it lies in this row
+            if (kx >= 0 && kx < k) row_out[kx * g.C + c] += grad[c];
+          }
+        }
+      }
+    }
+  });
+}
+
 int64_t Rows(const int64_t *shape, int ndim) {
   int64_t r = 1;
   for (int i = 0; i + 1 < ndim; ++i) r *= shape[i];
@@ -486,14 +495,15 @@ int64_t Rows(const int64_t *shape, int ndim) {
 #define F(i) static_cast<float *>(p[i])
 #define KERNEL(name) extern "C" int name(int, void **p, int *nd, int64_t **sh, const char **, void *, void *)
 
-#define WINDOW_KERNELS(S)                                                                             \
-  KERNEL(DwForward##S) { DwForward(F(0), F(1), F(2), Geo(sh[0], sh[2], S)); return 0; }               \
-  KERNEL(DwBackwardInput##S) { DwBackwardInput<S>(F(0), F(1), F(3), Geo(sh[2], sh[0], S)); return 0; }   \
-  KERNEL(DwBackwardWeight##S) { DwBackwardWeight(F(0), F(1), F(3), Geo(sh[0], sh[1], S)); return 0; } \
-  KERNEL(Im2Col##S) { Im2Col(F(0), F(1), Geo(sh[0], sh[1], S)); return 0; }                           \
-  KERNEL(Col2Im##S) { Col2Im(F(0), F(2), Geo(sh[1], sh[0], S)); return 0; }
-WINDOW_KERNELS(1)
-WINDOW_KERNELS(2)
+// Depthwise K x K entry points: DwForward{S}, ... for K = 3 (the names the 3x3 kernels always had), Dw5Forward{S}, ...
+#define WINDOW_KERNELS(P, K, S)                                                                            \
+  KERNEL(P##Forward##S) { DwForward<K>(F(0), F(1), F(2), Geo(sh[0], sh[2], S, K)); return 0; }              \
+  KERNEL(P##BackwardInput##S) { DwBackwardInput<K, S>(F(0), F(1), F(3), Geo(sh[2], sh[0], S, K)); return 0; } \
+  KERNEL(P##BackwardWeight##S) { DwBackwardWeight<K>(F(0), F(1), F(3), Geo(sh[0], sh[1], S, K)); return 0; }
+WINDOW_KERNELS(Dw, 3, 1)
+WINDOW_KERNELS(Dw, 3, 2)
+WINDOW_KERNELS(Dw5, 5, 1)
+WINDOW_KERNELS(Dw5, 5, 2)
 
 #define BN_KERNELS(R)                                                                                 \
   KERNEL(BnForward##R) {                                                                              \
@@ -522,3 +532,7 @@ BN_KERNELS(1)
   }
 BN_APPLY_KERNELS(0)
 BN_APPLY_KERNELS(1)
+
+// x [B, H, W, C], geometry int64 [k, s] -> y [B, ceil(H / s), ceil(W / s), C]; (dy, x, geometry) -> dx.
+KERNEL(MaxPoolForward) { MaxPoolForward(F(0), F(2), Pool(sh[0], sh[2], p[1])); return 0; }
+KERNEL(MaxPoolBackward) { MaxPoolBackward(F(0), F(1), F(3), Pool(sh[1], sh[0], p[2])); return 0; }

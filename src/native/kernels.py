@@ -2,12 +2,14 @@
 operators.
 
 conv_kernels.cc computes, on channels-last (NHWC) float32 tensors and each with its gradient, the 3x3
-depthwise convolution, the dense 3x3 im2col and BatchNorm (+ ReLU6). It is built once per machine
+and 5x5 depthwise convolutions, max pooling and BatchNorm (+ ReLU6); dense_conv.cc the dense convolutions. It is built once per machine
 (:func:`src.native.build`); each operator here is one ``"aot"`` Custom op of that library. The BatchNorm
 operators take the layer's own eps and momentum as a last input (:func:`batch_norm_settings`), so a layer
 with eps 1e-5 (MobileNetV1, the FPNs) normalises in training exactly as its nn.BatchNorm2d would.
 """
 import functools
+import glob
+import os
 
 import mindspore as ms
 import numpy as np
@@ -36,11 +38,41 @@ def kernel_library():
     return native.build(native.source_path("conv_kernels.cc"), CONV_KERNEL_FLAGS)
 
 
-def _kernel(name, out_shape, out_dtype, bprop=None):
-    lib = kernel_library()
+def onednn_library():
+    """Path of the oneDNN library MindSpore ships (``mindspore/lib/libdnnl.so.*``), or None."""
+    found = sorted(glob.glob(os.path.join(os.path.dirname(ms.__file__), "lib", "libdnnl.so.*")))
+    return found[-1] if found else None
+
+
+@functools.lru_cache(maxsize=None)
+def dense_conv_library():
+    """Path of the compiled dense convolution (dense_conv.cc, built once per machine against MindSpore's
+    oneDNN, whose sgemm it calls), or None (with one warning) when it cannot be built."""
+    onednn = onednn_library()
+    if onednn is None:
+        native.LOGGER.warning("MindSpore ships no oneDNN library here: the fast formulation falls back to the plain one")
+        return None
+    flags = CONV_KERNEL_FLAGS + ('-DSSD_DNNL_LIBRARY="%s"' % onednn, "-ldl")
+    return native.build(native.source_path("dense_conv.cc"), flags, "the plain formulation")
+
+
+def fast_kernels_available():
+    """True when both compiled libraries of the fast formulation can be built and loaded."""
+    return kernel_library() is not None and dense_conv_library() is not None
+
+
+def _kernel(name, out_shape, out_dtype, bprop=None, library=kernel_library):
+    lib = library()
     if lib is None:
         raise RuntimeError("the fast CPU kernels are not available on this machine (no C++ compiler?)")
     return ops.Custom("%s:%s" % (lib, name), out_shape, out_dtype, "aot", bprop=bprop)
+
+
+def out_side(size, kernel, stride, padding, dilation=1):
+    """Output side of a window op: "same" rounds up; an int pads both sides."""
+    if padding == "same":
+        return (size + stride - 1) // stride
+    return (size + 2 * padding - (kernel - 1) * dilation - 1) // stride + 1
 
 
 def _same(size, stride):
@@ -55,31 +87,69 @@ def _last(*args):
     return args[-1]
 
 
-def depthwise_op(stride):
-    """``op(x_nhwc, w) -> y_nhwc``: depthwise 3x3 convolution, "same" padding, with its own gradient."""
+def depthwise_op(stride, kernel=3):
+    """``op(x_nhwc, w) -> y_nhwc``: depthwise ``kernel`` x ``kernel`` convolution (3 or 5), "same" padding,
+    with its own gradient."""
     def out_shape(x, w):
         return [x[0], _same(x[1], stride), _same(x[2], stride), x[3]]
 
-    grad_x = _kernel("DwBackwardInput%d" % stride, _last, _first)
-    grad_w = _kernel("DwBackwardWeight%d" % stride, _last, _first)
+    prefix = "Dw" if kernel == 3 else "Dw%d" % kernel
+    grad_x = _kernel("%sBackwardInput%d" % (prefix, stride), _last, _first)
+    grad_w = _kernel("%sBackwardWeight%d" % (prefix, stride), _last, _first)
 
     def bprop(x, w, out, dout):
         return grad_x(dout, w, x), grad_w(x, dout, w)
 
-    return _kernel("DwForward%d" % stride, out_shape, _first, bprop)
+    return _kernel("%sForward%d" % (prefix, stride), out_shape, _first, bprop)
 
 
-def im2col_op(stride):
-    """``op(x_nhwc) -> cols [B, Ho, Wo, C*9]``: the 3x3 "same" windows, column c*9 + ky*3 + kx."""
-    def out_shape(x):
-        return [x[0], _same(x[1], stride), _same(x[2], stride), x[3] * 9]
+def dense_conv_op(kernel, stride, padding, dilation):
+    """``op(x_nhwc, w, geometry) -> y_nhwc`` (``geometry``: :func:`dense_conv_geometry`): dense convolution
+    with weight [out, in, kernel, kernel], ``padding`` "same" (TensorFlow) or zero rows and columns on each
+    side, with its own gradient, which keeps only ``x`` (dense_conv.cc)."""
+    def out_shape(x, w, _):
+        return [x[0], out_side(x[1], kernel, stride, padding, dilation),
+                out_side(x[2], kernel, stride, padding, dilation), w[0]]
 
-    col2im = _kernel("Col2Im%d" % stride, _last, _first)
+    dense = functools.partial(_kernel, library=dense_conv_library)
+    grad_x = dense("DenseConvBackwardInput", lambda dy, w, x, _: x, _first)
+    grad_w = dense("DenseConvBackwardWeight", lambda x, dy, w, _: w, _first)
 
-    def bprop(x, out, dout):
-        return (col2im(dout, x),)
+    def bprop(x, w, geometry, out, dout):
+        return grad_x(dout, w, x, geometry), grad_w(x, dout, w, geometry), ops.zeros_like(geometry)
 
-    return _kernel("Im2Col%d" % stride, out_shape, _first, bprop)
+    forward = dense("DenseConvForward", out_shape, lambda x, *_: x, bprop)
+    # PyNative caches an operator's output shape by its name and attributes: the window must be one of them.
+    forward.add_prim_attr("window", "k%d_s%d_p%s_d%d" % (kernel, stride, padding, dilation))
+    return forward
+
+
+def max_pool_op(kernel, stride):
+    """``op(x_nhwc, geometry) -> y_nhwc`` (``geometry``: :func:`max_pool_geometry`): max pooling over
+    ``kernel`` x ``kernel`` windows, TensorFlow "same" padding (padded cells never win), with its own
+    gradient, which keeps only ``x`` (conv_kernels.cc)."""
+    def out_shape(x, _):
+        return [x[0], _same(x[1], stride), _same(x[2], stride), x[3]]
+
+    grad_x = _kernel("MaxPoolBackward", lambda dy, x, _: x, _first)
+
+    def bprop(x, geometry, out, dout):
+        return grad_x(dout, x, geometry), ops.zeros_like(geometry)
+
+    forward = _kernel("MaxPoolForward", out_shape, _first, bprop)
+    forward.add_prim_attr("window", "k%d_s%d" % (kernel, stride))  # PyNative's shape cache: see dense_conv_op
+    return forward
+
+
+def max_pool_geometry(kernel, stride):
+    """The max pooling operator's last input: int64 [kernel, stride]."""
+    return ms.Tensor(np.array([kernel, stride], np.int64))
+
+
+def dense_conv_geometry(kernel, stride, padding, dilation):
+    """The dense convolution's last input: int64 [kernel, stride, dilation, pad] (pad -1: "same")."""
+    pad = -1 if padding == "same" else int(padding)
+    return ms.Tensor(np.array([kernel, stride, dilation, pad], np.int64))
 
 
 def batch_norm_op(relu6):

@@ -66,3 +66,12 @@ def test_readme_tables_are_the_report_of_the_committed_results():
     with contextlib.redirect_stdout(printed):
         assert main([]) == 0
     assert generated == printed.getvalue(), "remake the tables: python -m benchmarks.report (see benchmarks/README.md)"
+
+
+def test_op_profile_reads_layers_and_directions_from_profiler_names():
+    from benchmarks.op_profile import layer_of
+    forward = "Default/net_with_loss-SsdWithLoss/network-SsdVgg16/backbone-VGG16/b1-SequentialCell/2-Conv/Custom-op0"
+    backward = "Gradients/Default/net_with_loss-SsdWithLoss/network-SsdVgg16/b6_1-Conv/Grad_Custom/Custom-op1"
+    assert layer_of(forward) == ("forward", "backbone/b1/2")
+    assert layer_of(backward) == ("backward", "b6_1")
+    assert layer_of("Default/optimizer-Momentum/AddN-op0") == ("forward", "optimizer-Momentum")

@@ -32,8 +32,12 @@ class Fenced:
 
 
 def nan_bits(dtype):
-    """The bit pattern of NaN in ``dtype`` (float32 or float64), as an unsigned integer."""
-    return np.array(np.nan, dtype).view(np.dtype("u%d" % np.dtype(dtype).itemsize))[()]
+    """The guard bit pattern of ``dtype``: NaN for float32 / float64, the largest value for an integer type;
+    as an unsigned integer."""
+    unsigned = np.dtype("u%d" % np.dtype(dtype).itemsize)
+    if np.issubdtype(dtype, np.integer):
+        return np.array(np.iinfo(dtype).max, dtype).view(unsigned)[()]
+    return np.array(np.nan, dtype).view(unsigned)[()]
 
 
 def call(lib, name, inputs, out_shapes, declared=None):
@@ -67,44 +71,50 @@ def call(lib, name, inputs, out_shapes, declared=None):
     return [o.array.copy() for o in outs]
 
 
-# ---- float64 references of the kernels (NHWC, 3x3 "same" windows, TensorFlow padding) ----------------
+# ---- float64 references of the depthwise kernels (NHWC, K x K "same" windows, TensorFlow padding) ----
 
-def same_geometry(height, width, stride):
+def same_geometry(height, width, stride, k=3):
     out_h, out_w = -(-height // stride), -(-width // stride)
-    top = max((out_h - 1) * stride + 3 - height, 0) // 2
-    left = max((out_w - 1) * stride + 3 - width, 0) // 2
+    top = max((out_h - 1) * stride + k - height, 0) // 2
+    left = max((out_w - 1) * stride + k - width, 0) // 2
     return out_h, out_w, top, left
 
 
-def padded(x, stride):
+def padded(x, stride, k=3):
     """x [B, H, W, C] zero-padded so that tap (ky, kx) of output (oy, ox) is p[:, oy*s + ky, ox*s + kx]."""
     b, h, w, c = x.shape
-    out_h, out_w, top, left = same_geometry(h, w, stride)
-    p = np.zeros((b, (out_h - 1) * stride + 3, (out_w - 1) * stride + 3, c), np.float64)
+    out_h, out_w, top, left = same_geometry(h, w, stride, k)
+    p = np.zeros((b, (out_h - 1) * stride + k, (out_w - 1) * stride + k, c), np.float64)
     rows, cols = min(h, p.shape[1] - top), min(w, p.shape[2] - left)
     p[:, top:top + rows, left:left + cols] = x[:, :rows, :cols]
     return p, out_h, out_w, top, left
 
 
-def taps(p, stride, out_h, out_w):
-    """The nine [B, Ho, Wo, C] views of a padded input, tap ky*3 + kx."""
+def taps(p, stride, out_h, out_w, k=3):
+    """The k*k [B, Ho, Wo, C] views of a padded input, tap ky*k + kx."""
     return [p[:, ky:ky + stride * (out_h - 1) + 1:stride, kx:kx + stride * (out_w - 1) + 1:stride]
-            for ky in range(3) for kx in range(3)]
+            for ky in range(k) for kx in range(k)]
+
+
+def kernel_side(w):
+    """k of a depthwise weight [C, 1, k, k]."""
+    return w.shape[-1]
 
 
 def depthwise_forward(x, w, stride):
-    p, out_h, out_w, _, _ = padded(x, stride)
-    k = w.reshape(w.shape[0], 9).astype(np.float64)
-    return sum(v * k[:, t] for t, v in enumerate(taps(p, stride, out_h, out_w)))
+    k = kernel_side(w)
+    p, out_h, out_w, _, _ = padded(x, stride, k)
+    weights = w.reshape(w.shape[0], k * k).astype(np.float64)
+    return sum(v * weights[:, t] for t, v in enumerate(taps(p, stride, out_h, out_w, k)))
 
 
-def scatter_taps(x_shape, stride, per_tap):
+def scatter_taps(x_shape, stride, per_tap, k=3):
     """Adjoint of taps(): sum of per_tap(t) [B, Ho, Wo, C] placed at tap t's positions, cropped to x_shape."""
     b, h, w, c = x_shape
-    out_h, out_w, top, left = same_geometry(h, w, stride)
-    p = np.zeros((b, (out_h - 1) * stride + 3, (out_w - 1) * stride + 3, c), np.float64)
-    for t in range(9):
-        ky, kx = divmod(t, 3)
+    out_h, out_w, top, left = same_geometry(h, w, stride, k)
+    p = np.zeros((b, (out_h - 1) * stride + k, (out_w - 1) * stride + k, c), np.float64)
+    for t in range(k * k):
+        ky, kx = divmod(t, k)
         p[:, ky:ky + stride * (out_h - 1) + 1:stride, kx:kx + stride * (out_w - 1) + 1:stride] += per_tap(t)
     out = np.zeros(x_shape, np.float64)
     rows, cols = min(h, p.shape[1] - top), min(w, p.shape[2] - left)
@@ -113,22 +123,31 @@ def scatter_taps(x_shape, stride, per_tap):
 
 
 def depthwise_backward_input(dy, w, x_shape, stride):
-    k = w.reshape(w.shape[0], 9).astype(np.float64)
-    return scatter_taps(x_shape, stride, lambda t: dy * k[:, t])
+    k = kernel_side(w)
+    weights = w.reshape(w.shape[0], k * k).astype(np.float64)
+    return scatter_taps(x_shape, stride, lambda t: dy * weights[:, t], k)
 
 
-def depthwise_backward_weight(x, dy, stride):
-    p, out_h, out_w, _, _ = padded(x, stride)
-    views = taps(p, stride, out_h, out_w)
-    return np.stack([(v * dy).sum((0, 1, 2)) for v in views], 1).reshape(x.shape[3], 1, 3, 3)
+def depthwise_backward_weight(x, dy, stride, k=3):
+    p, out_h, out_w, _, _ = padded(x, stride, k)
+    views = taps(p, stride, out_h, out_w, k)
+    return np.stack([(v * dy).sum((0, 1, 2)) for v in views], 1).reshape(x.shape[3], 1, k, k)
 
 
-def im2col(x, stride):
-    p, out_h, out_w, _, _ = padded(x, stride)
-    return np.stack(taps(p, stride, out_h, out_w), -1).reshape(x.shape[0], out_h, out_w, x.shape[3] * 9)
+# ---- float64 reference of max pooling (k x k windows, stride s, "same" padding: padded cells never win) ---
 
+def max_pool(x, k, stride):
+    """(y, dx_of) of NHWC x: the pooled maps and a function from dy to the input gradient, which goes to the
+    first largest input of each window (row-major)."""
+    b, h, w, c = x.shape
+    out_h, out_w, top, left = same_geometry(h, w, stride, k)
+    p = np.full((b, (out_h - 1) * stride + k, (out_w - 1) * stride + k, c), -np.inf)
+    rows, cols = min(h, p.shape[1] - top), min(w, p.shape[2] - left)
+    p[:, top:top + rows, left:left + cols] = x[:, :rows, :cols]
+    views = np.stack(taps(p, stride, out_h, out_w, k))  # [k*k, B, Ho, Wo, C]
+    winner = views.argmax(0)
 
-def col2im(cols, x_shape, stride):
-    b, out_h, out_w, _ = cols.shape
-    c = cols.reshape(b, out_h, out_w, x_shape[3], 9).astype(np.float64)
-    return scatter_taps(x_shape, stride, lambda t: c[..., t])
+    def dx_of(dy):
+        return scatter_taps(x.shape, stride, lambda t: np.where(winner == t, dy, 0.0), k)
+
+    return views.max(0), dx_of

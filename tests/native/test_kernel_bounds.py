@@ -1,7 +1,7 @@
-"""Every entry point of src/native/conv_kernels.cc called directly through ctypes (the MindSpore "aot"
-signature) on fenced numpy buffers (tests/native/kernel_harness.py): no write outside an output, no read
-outside an input, no output element left unwritten or read before written, no input changed, and the
-values of a float64 reference. MindSpore allocates the Custom ops' tensors from its own pool, where
+"""Every entry point of src/native/conv_kernels.cc (depthwise 3x3 and 5x5, max pooling, BatchNorm) called
+directly through ctypes (the MindSpore "aot" signature) on fenced numpy buffers
+(tests/native/kernel_harness.py): no write outside an output, no read outside an input, no output element
+left unwritten or read before written, no input changed, and the values of a float64 reference. MindSpore allocates the Custom ops' tensors from its own pool, where
 AddressSanitizer cannot see; this is the check it cannot make.
 
 Shapes: odd sides, 1x1 maps, batch 1 and 8, channel counts that use the 16-wide, the 8-wide and the
@@ -23,8 +23,6 @@ pytestmark = pytest.mark.skipif(kernel_library() is None, reason="no C++ compile
 # (B, H, W, C) of NHWC inputs; the multi-threaded ones are at the end.
 SMALL = [(1, 1, 1, 1), (1, 2, 2, 3), (2, 5, 7, 17), (1, 3, 3, 24), (3, 13, 11, 33), (8, 3, 3, 40)]
 LARGE = [(2, 38, 38, 72), (1, 75, 75, 35), (4, 19, 19, 264), (8, 10, 10, 520)]
-# Dense 3x3 (im2col) inputs at the channel counts of VGG16 (64..512), smaller sides.
-VGG_LIKE = [(2, 75, 75, 64), (2, 38, 38, 128), (1, 19, 19, 512)]
 
 
 @pytest.fixture(scope="module", params=[None, 1, 5], ids=["threads-default", "threads-1", "threads-5"])
@@ -65,31 +63,34 @@ def out_shape(shape, stride):
     return (shape[0], -(-shape[1] // stride), -(-shape[2] // stride), shape[3])
 
 
+@pytest.mark.parametrize("kernel", [3, 5])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("shape", SMALL + LARGE, ids=str)
-def test_depthwise_kernels(lib, shape, stride):
-    rng = np.random.default_rng(sum(shape) + stride)
-    x, w = random(rng, *shape), random(rng, shape[3], 1, 3, 3)
+def test_depthwise_kernels(lib, shape, stride, kernel):
+    rng = np.random.default_rng(sum(shape) + stride + kernel)
+    x, w = random(rng, *shape), random(rng, shape[3], 1, kernel, kernel)
     dy = random(rng, *out_shape(shape, stride))
-    y, = harness.call(lib, "DwForward%d" % stride, [x, w], [dy.shape])
+    prefix = "Dw" if kernel == 3 else "Dw%d" % kernel
+    y, = harness.call(lib, "%sForward%d" % (prefix, stride), [x, w], [dy.shape])
     assert_close(y, harness.depthwise_forward(x, w, stride))
-    dx, = harness.call(lib, "DwBackwardInput%d" % stride, [dy, w, x], [x.shape])
+    dx, = harness.call(lib, "%sBackwardInput%d" % (prefix, stride), [dy, w, x], [x.shape])
     assert_close(dx, harness.depthwise_backward_input(dy, w, x.shape, stride))
-    dw, = harness.call(lib, "DwBackwardWeight%d" % stride, [x, dy, w], [w.shape])
-    assert_close(dw, harness.depthwise_backward_weight(x, dy, stride), 1e-4)
+    dw, = harness.call(lib, "%sBackwardWeight%d" % (prefix, stride), [x, dy, w], [w.shape])
+    assert_close(dw, harness.depthwise_backward_weight(x, dy, stride, kernel), 1e-4)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("shape", SMALL + LARGE + VGG_LIKE, ids=str)
-def test_im2col_kernels(lib, shape, stride):
-    rng = np.random.default_rng(sum(shape) + stride)
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 1), (3, 2)], ids=str)
+@pytest.mark.parametrize("shape", SMALL + LARGE, ids=str)
+def test_max_pool_kernels(lib, shape, kernel, stride):
+    rng = np.random.default_rng(sum(shape) + stride + kernel)
     x = random(rng, *shape)
-    cols_shape = out_shape(shape, stride)[:3] + (shape[3] * 9,)
-    cols, = harness.call(lib, "Im2Col%d" % stride, [x], [cols_shape])
-    np.testing.assert_array_equal(cols, harness.im2col(x, stride).astype(np.float32))
-    dcols = random(rng, *cols_shape)
-    dx, = harness.call(lib, "Col2Im%d" % stride, [dcols, x], [x.shape])
-    assert_close(dx, harness.col2im(dcols, x.shape, stride))
+    geometry = np.array([kernel, stride], np.int64)
+    dy = random(rng, *out_shape(shape, stride))
+    want_y, dx_of = harness.max_pool(x, kernel, stride)
+    y, = harness.call(lib, "MaxPoolForward", [x, geometry], [dy.shape])
+    np.testing.assert_array_equal(y, want_y)
+    dx, = harness.call(lib, "MaxPoolBackward", [dy, x, geometry], [x.shape])
+    assert_close(dx, dx_of(dy))  # float32 sums where windows overlap
 
 
 def batch_norm_reference(x, gamma, beta, relu6, eps):
@@ -163,8 +164,8 @@ def test_batch_norm_kernels(lib, shape, relu6, eps, momentum):
 def test_fence_catches_a_short_output_and_an_unwritten_one(lib):
     """The harness itself: an output allocated one row shorter than the kernel is told is written past;
     one allocated longer is left partly unwritten (NaN)."""
-    x = np.ones((1, 4, 4, 8), np.float32)
+    x, w = np.ones((1, 4, 4, 8), np.float32), np.ones((8, 1, 3, 3), np.float32)
     with pytest.raises(AssertionError, match="wrote past output"):
-        harness.call(lib, "Im2Col1", [x], [(1, 3, 4, 72)], declared=[(1, 4, 4, 72)])
-    with pytest.raises(AssertionError, match="left 288 of 1440 values"):
-        harness.call(lib, "Im2Col1", [x], [(1, 5, 4, 72)], declared=[(1, 4, 4, 72)])
+        harness.call(lib, "DwForward1", [x, w], [(1, 3, 4, 8)], declared=[(1, 4, 4, 8)])
+    with pytest.raises(AssertionError, match="left 32 of 160 values"):
+        harness.call(lib, "DwForward1", [x, w], [(1, 5, 4, 8)], declared=[(1, 4, 4, 8)])
