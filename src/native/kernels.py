@@ -2,8 +2,9 @@
 operators.
 
 conv_kernels.cc computes, on channels-last (NHWC) float32 tensors and each with its gradient, the 3x3
-and 5x5 depthwise convolutions, max pooling and BatchNorm (+ ReLU6); dense_conv.cc the dense convolutions. It is built once per machine
-(:func:`src.native.build`); each operator here is one ``"aot"`` Custom op of that library. The BatchNorm
+and 5x5 depthwise convolutions, max pooling and BatchNorm (+ ReLU6); dense_conv.cc the dense
+convolutions. Each is built once per machine (:func:`src.native.build`); each operator here is one
+``"aot"`` Custom op of one of them. The BatchNorm
 operators take the layer's own eps and momentum as a last input (:func:`batch_norm_settings`), so a layer
 with eps 1e-5 (MobileNetV1, the FPNs) normalises in training exactly as its nn.BatchNorm2d would.
 """
@@ -50,7 +51,8 @@ def dense_conv_library():
     oneDNN, whose sgemm it calls), or None (with one warning) when it cannot be built."""
     onednn = onednn_library()
     if onednn is None:
-        native.LOGGER.warning("MindSpore ships no oneDNN library here: the fast formulation falls back to the plain one")
+        native.LOGGER.warning("MindSpore ships no oneDNN library here: the fast formulation falls back to the "
+                              "plain one")
         return None
     flags = CONV_KERNEL_FLAGS + ('-DSSD_DNNL_LIBRARY="%s"' % onednn, "-ldl")
     return native.build(native.source_path("dense_conv.cc"), flags, "the plain formulation")

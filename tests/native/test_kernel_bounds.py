@@ -1,8 +1,9 @@
 """Every entry point of src/native/conv_kernels.cc (depthwise 3x3 and 5x5, max pooling, BatchNorm) called
 directly through ctypes (the MindSpore "aot" signature) on fenced numpy buffers
 (tests/native/kernel_harness.py): no write outside an output, no read outside an input, no output element
-left unwritten or read before written, no input changed, and the values of a float64 reference. MindSpore allocates the Custom ops' tensors from its own pool, where
-AddressSanitizer cannot see; this is the check it cannot make.
+left unwritten or read before written, no input changed, and the values of a float64 reference. MindSpore
+allocates the Custom ops' tensors from its own pool, where AddressSanitizer cannot see; this is the check
+it cannot make.
 
 Shapes: odd sides, 1x1 maps, batch 1 and 8, channel counts that use the 16-wide, the 8-wide and the
 single-channel loops, stride 1 and 2, and shapes large enough that ParallelFor splits the rows (more
