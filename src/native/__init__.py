@@ -6,9 +6,10 @@ the source (with the folder's headers), the compiler, the flags and the CPU (cod
 ``-march=native`` must not move to another CPU). The library is written under a temporary name and
 renamed, so processes building at the same time do not see each other's half-written files. A folder or
 library another user owns or may write to is never loaded from (it could be planted): the cache moves to
-a private per-user folder and the library is built again, as it is when a cached file does not load. Without a working compiler
-:func:`build` logs one warning and returns None, and callers fall back (the matcher to numpy, the
-kernels to the plain MindSpore formulation). Functions called through ``ctypes.CDLL`` release the GIL.
+a private per-user folder and the library is built again, as it is when a cached file does not load.
+Without a working compiler :func:`build` logs one warning and returns None, and callers fall back (the
+matcher to numpy, the kernels to the plain MindSpore formulation). Functions called through
+``ctypes.CDLL`` release the GIL.
 """
 import ctypes
 import functools
