@@ -123,8 +123,9 @@ def window_slices(x, kernel, stride, padding, dilation, fill=0.0):
 def fast_path(kernel, stride, padding, dilation, depthwise):
     """How the fast formulation computes a convolution: "pointwise" (one matrix product), "im2col" (any
     dense window: the compiled dense convolution, windows copied tile by tile into a small buffer and
-    multiplied by the weight), "depthwise3x3" / "depthwise5x5" (compiled kernels) or "slices" (other
-    depthwise windows: a weighted sum of shifted views of the padded input)."""
+    multiplied by the weight, or Winograd for a 3x3 window at stride 1), "depthwise3x3" / "depthwise5x5"
+    (compiled kernels) or "slices" (other depthwise windows: a weighted sum of shifted views of the padded
+    input)."""
     if kernel == 1 and padding in ("same", 0):
         return "pointwise"
     if not depthwise:
