@@ -4,6 +4,8 @@ regions, inputs' guards hold NaN (a read past an input shows up as NaN in an out
 a sentinel bit pattern (a write past an output changes it), and outputs start as NaN (a kernel that
 reads its output before writing it, e.g. accumulating into memory it never zeroed, leaves NaN)."""
 import ctypes
+import os
+import shutil
 
 import numpy as np
 
@@ -29,6 +31,24 @@ class Fenced:
 
     def pointer(self):
         return self.array.ctypes.data_as(ctypes.c_void_p)
+
+
+def load_with_threads(library, folder, threads, warm_up):
+    """The library at ``library`` loaded from its own copy in ``folder``, with SSD_KERNEL_THREADS set to
+    ``threads`` (None: unset) while ``warm_up(loaded)`` makes a first call, which reads the variable once."""
+    copy = os.path.join(str(folder), os.path.basename(library))
+    shutil.copy(library, copy)
+    saved = os.environ.pop("SSD_KERNEL_THREADS", None)
+    if threads is not None:
+        os.environ["SSD_KERNEL_THREADS"] = str(threads)
+    try:
+        loaded = ctypes.CDLL(copy)
+        warm_up(loaded)
+    finally:
+        os.environ.pop("SSD_KERNEL_THREADS", None)
+        if saved is not None:
+            os.environ["SSD_KERNEL_THREADS"] = saved
+    return loaded
 
 
 def nan_bits(dtype):

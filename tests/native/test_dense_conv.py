@@ -8,9 +8,6 @@
 2. The MindSpore operator (``dense_conv_op``) against MindSpore's own Conv2D: output, input gradient and
    weight gradient within 1e-4, in GRAPH and PYNATIVE mode, at shapes that take the multi-threaded paths.
 """
-import ctypes
-import os
-import shutil
 
 import mindspore as ms
 import numpy as np
@@ -36,21 +33,12 @@ SHAPES = [(1, 1, 1, 3, 2), (2, 3, 5, 7, 9), (1, 9, 8, 16, 24), (2, 38, 38, 64, 4
 @pytest.fixture(scope="module", params=[None, 1, 5], ids=["threads-default", "threads-1", "threads-5"])
 def lib(request, tmp_path_factory):
     """The library loaded from its own copy, with SSD_KERNEL_THREADS as the parameter (None: unset)."""
-    copy = tmp_path_factory.mktemp("dense") / "dense_conv.so"
-    shutil.copy(dense_conv_library(), str(copy))
-    saved = os.environ.pop("SSD_KERNEL_THREADS", None)
-    if request.param is not None:
-        os.environ["SSD_KERNEL_THREADS"] = str(request.param)
-    try:
-        library = ctypes.CDLL(str(copy))
+    def warm_up(library):
         geometry = np.array([1, 1, 1, -1], np.int64)
         harness.call(library, "DenseConvForward", [np.ones((1, 1, 1, 1), np.float32)] * 2 + [geometry],
-                     [(1, 1, 1, 1)])  # reads the variable once
-    finally:
-        os.environ.pop("SSD_KERNEL_THREADS", None)
-        if saved is not None:
-            os.environ["SSD_KERNEL_THREADS"] = saved
-    return library
+                     [(1, 1, 1, 1)])
+
+    return harness.load_with_threads(dense_conv_library(), tmp_path_factory.mktemp("dense"), request.param, warm_up)
 
 
 def padding_of(size, kernel, stride, padding, dilation):

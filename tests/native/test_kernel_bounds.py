@@ -9,9 +9,6 @@ Shapes: odd sides, 1x1 maps, batch 1 and 8, channel counts that use the 16-wide,
 single-channel loops, stride 1 and 2, and shapes large enough that ParallelFor splits the rows (more
 than 64K floats per thread), with the thread count of this machine and with 1 and 5 threads (uneven
 splits): the library is copied for each thread count, so that its SSD_KERNEL_THREADS is read afresh."""
-import ctypes
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -29,20 +26,10 @@ LARGE = [(2, 38, 38, 72), (1, 75, 75, 35), (4, 19, 19, 264), (8, 10, 10, 520)]
 @pytest.fixture(scope="module", params=[None, 1, 5], ids=["threads-default", "threads-1", "threads-5"])
 def lib(request, tmp_path_factory):
     """The kernel library loaded from its own copy, with SSD_KERNEL_THREADS as the parameter (None: unset)."""
-    copy = tmp_path_factory.mktemp("kernels") / "conv_kernels.so"
-    shutil.copy(kernel_library(), str(copy))
-    saved = os.environ.pop("SSD_KERNEL_THREADS", None)
-    if request.param is not None:
-        os.environ["SSD_KERNEL_THREADS"] = str(request.param)
-    try:
-        library = ctypes.CDLL(str(copy))
-        harness.call(library, "BnApply0", [np.ones((1, 1), np.float32)] * 5 + [bn_settings(1e-3, 0.97)],
-                     [(1, 1)])  # reads the variable once
-    finally:
-        os.environ.pop("SSD_KERNEL_THREADS", None)
-        if saved is not None:
-            os.environ["SSD_KERNEL_THREADS"] = saved
-    return library
+    def warm_up(library):
+        harness.call(library, "BnApply0", [np.ones((1, 1), np.float32)] * 5 + [bn_settings(1e-3, 0.97)], [(1, 1)])
+
+    return harness.load_with_threads(kernel_library(), tmp_path_factory.mktemp("kernels"), request.param, warm_up)
 
 
 def bn_settings(eps, momentum):
